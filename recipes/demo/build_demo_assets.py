@@ -1,0 +1,916 @@
+"""Build the embedded demo assets for Finetune Studio.
+
+This script creates, from nothing but its own word lists and templates (no
+third-party text, no network access), everything the studio's offline demo
+needs:
+
+* ``assets/data/demo_en.json``  - 600 English instruction examples (alpaca format:
+  ``{"instruction", "input", "output"}``).
+* ``assets/data/demo_zh.json``  - 600 Simplified Chinese instruction examples
+  (alpaca format).
+* ``assets/data/demo_dpo.json`` - 120 English preference pairs
+  (``{"prompt", "chosen", "rejected"}``).
+* ``assets/model/``             - a tiny ``LlamaForCausalLM`` base model (~1.2M
+  parameters, fp32 safetensors) with a byte-level BPE tokenizer trained here and a
+  ChatML chat template. The model is *pretrained* here on a synthetic plain-prose
+  corpus (English + Chinese) stating the same kinds of facts as the datasets, but
+  never in question/answer or chat form. The untouched base therefore "knows" the
+  facts yet does not answer chat prompts in the dataset's style; a short LoRA
+  fine-tune on ``demo_en.json`` visibly changes its behaviour, which is exactly
+  what the demo is meant to show.
+
+Run from the repository root (CPU only, about 6-8 minutes on 2 cores):
+
+    .venv/bin/python recipes/demo/build_demo_assets.py
+
+Every random choice is drawn from fixed seeds, and torch uses a fixed number of
+threads, so re-running the script on the same machine reproduces the same files.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import shutil
+import time
+from pathlib import Path
+
+# Pin the thread count before torch starts: CPU reductions are only
+# bit-reproducible for a fixed number of threads.
+NUM_THREADS = 2
+os.environ.setdefault("OMP_NUM_THREADS", str(NUM_THREADS))
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+import torch  # noqa: E402
+from tokenizers import Tokenizer, decoders, models, pre_tokenizers, trainers  # noqa: E402
+from transformers import (  # noqa: E402
+    GenerationConfig,
+    LlamaConfig,
+    LlamaForCausalLM,
+    PreTrainedTokenizerFast,
+)
+
+ROOT = Path(__file__).resolve().parents[2]
+DATA_DIR = ROOT / "assets" / "data"
+MODEL_DIR = ROOT / "assets" / "model"
+
+SEED = 20240601
+
+# ---------------------------------------------------------------------------
+# Special tokens and chat template
+# ---------------------------------------------------------------------------
+PAD = "<|pad|>"
+IM_START = "<|im_start|>"
+IM_END = "<|im_end|>"
+SPECIAL_TOKENS = [PAD, IM_START, IM_END]  # -> ids 0, 1, 2
+
+# ChatML. The assistant content *and* its closing <|im_end|> sit inside
+# {% generation %} markers so TRL's assistant_only_loss trains the model to stop;
+# the newline after <|im_end|> stays outside (it is never generated, because
+# generation stops at <|im_end|>). The prompt rendered with add_generation_prompt
+# is an exact prefix of prompt+completion, which TRL's prompt-completion masking
+# relies on.
+CHAT_TEMPLATE = (
+    "{%- for message in messages %}"
+    "{%- if message['role'] == 'assistant' %}"
+    "{{- '<|im_start|>assistant\\n' }}"
+    "{%- generation %}{{- message['content'] + '<|im_end|>' }}{%- endgeneration %}"
+    "{{- '\\n' }}"
+    "{%- else %}"
+    "{{- '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+    "{%- endif %}"
+    "{%- endfor %}"
+    "{%- if add_generation_prompt %}{{- '<|im_start|>assistant\\n' }}{%- endif %}"
+)
+
+# ---------------------------------------------------------------------------
+# Shared English word lists (facts used by both the datasets and the corpus)
+# ---------------------------------------------------------------------------
+NUM_WORDS = [
+    "zero", "one", "two", "three", "four", "five", "six", "seven", "eight", "nine", "ten",
+    "eleven", "twelve", "thirteen", "fourteen", "fifteen", "sixteen", "seventeen",
+    "eighteen", "nineteen", "twenty",
+]
+TENS = {2: "twenty", 3: "thirty", 4: "forty", 5: "fifty", 6: "sixty", 7: "seventy", 8: "eighty", 9: "ninety"}
+
+
+def num_word(n: int) -> str:
+    if n <= 20:
+        return NUM_WORDS[n]
+    if n == 100:
+        return "one hundred"
+    t, u = divmod(n, 10)
+    return TENS[t] + ("" if u == 0 else "-" + NUM_WORDS[u])
+
+
+# No word appears in two pairs, so "the opposite of X" has one answer.
+EN_OPPOSITES = [
+    ("hot", "cold"), ("big", "small"), ("fast", "slow"), ("up", "down"), ("left", "right"),
+    ("happy", "sad"), ("tall", "short"), ("day", "night"), ("open", "closed"), ("wet", "dry"),
+    ("full", "empty"), ("early", "late"), ("near", "far"), ("hard", "soft"), ("thick", "thin"),
+    ("heavy", "light"), ("old", "young"), ("rich", "poor"), ("loud", "quiet"), ("clean", "dirty"),
+    ("strong", "weak"), ("black", "white"), ("in", "out"), ("push", "pull"), ("win", "lose"),
+    ("buy", "sell"), ("give", "take"), ("first", "last"), ("good", "bad"), ("true", "false"),
+    ("top", "bottom"), ("north", "south"), ("east", "west"), ("inside", "outside"),
+    ("always", "never"), ("come", "go"), ("laugh", "cry"), ("begin", "end"), ("sweet", "sour"),
+    ("wide", "narrow"),
+]
+
+# (noun phrase as it starts a sentence, bare noun, colour)
+EN_COLOURS = [
+    ("A banana", "banana", "yellow"), ("A lemon", "lemon", "yellow"), ("The sun", "sun", "yellow"),
+    ("Grass", "grass", "green"), ("A leaf", "leaf", "green"), ("A frog", "frog", "green"),
+    ("A cucumber", "cucumber", "green"), ("The sky", "sky", "blue"), ("The sea", "sea", "blue"),
+    ("Snow", "snow", "white"), ("Milk", "milk", "white"), ("A cloud", "cloud", "white"),
+    ("Coal", "coal", "black"), ("A crow", "crow", "black"), ("A tomato", "tomato", "red"),
+    ("A strawberry", "strawberry", "red"), ("A cherry", "cherry", "red"), ("Blood", "blood", "red"),
+    ("A carrot", "carrot", "orange"), ("A pumpkin", "pumpkin", "orange"), ("An orange", "orange", "orange"),
+    ("Chocolate", "chocolate", "brown"), ("A grape", "grape", "purple"), ("A plum", "plum", "purple"),
+    ("A flamingo", "flamingo", "pink"),
+]
+
+# (article + animal, sound)
+EN_SOUNDS = [
+    ("a dog", "woof"), ("a cat", "meow"), ("a cow", "moo"), ("a duck", "quack"), ("a sheep", "baa"),
+    ("a pig", "oink"), ("a horse", "neigh"), ("an owl", "hoot"), ("a frog", "ribbit"), ("a bee", "buzz"),
+    ("a lion", "roar"), ("a mouse", "squeak"), ("a snake", "hiss"), ("a goat", "maa"),
+]
+
+EN_PLURALS = [
+    ("cat", "cats"), ("dog", "dogs"), ("book", "books"), ("car", "cars"), ("tree", "trees"),
+    ("bird", "birds"), ("apple", "apples"), ("cup", "cups"), ("hat", "hats"), ("pen", "pens"),
+    ("door", "doors"), ("girl", "girls"), ("boy", "boys"), ("house", "houses"), ("star", "stars"),
+    ("box", "boxes"), ("bus", "buses"), ("fox", "foxes"), ("dish", "dishes"), ("watch", "watches"),
+    ("glass", "glasses"), ("brush", "brushes"), ("baby", "babies"), ("city", "cities"),
+    ("party", "parties"), ("story", "stories"), ("cherry", "cherries"), ("leaf", "leaves"),
+    ("knife", "knives"), ("wolf", "wolves"), ("half", "halves"), ("child", "children"), ("man", "men"),
+    ("woman", "women"), ("mouse", "mice"), ("foot", "feet"), ("tooth", "teeth"), ("goose", "geese"),
+    ("person", "people"), ("sheep", "sheep"), ("fish", "fish"), ("potato", "potatoes"),
+    ("tomato", "tomatoes"), ("toy", "toys"), ("key", "keys"), ("day", "days"),
+]
+
+EN_DAYS = ["Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday", "Sunday"]
+EN_MONTHS = [
+    "January", "February", "March", "April", "May", "June", "July", "August", "September",
+    "October", "November", "December",
+]
+# Largest first.
+EN_ANIMAL_SIZES = [
+    ("a whale", "whale"), ("an elephant", "elephant"), ("a horse", "horse"), ("a cow", "cow"),
+    ("a lion", "lion"), ("a dog", "dog"), ("a cat", "cat"), ("a rabbit", "rabbit"),
+    ("a mouse", "mouse"), ("an ant", "ant"),
+]
+
+
+def cap(s: str) -> str:
+    return s[0].upper() + s[1:]
+
+
+# ---------------------------------------------------------------------------
+# Shared Chinese word lists
+# ---------------------------------------------------------------------------
+ZH_DIGITS = "零一二三四五六七八九十"
+
+
+def zh_num(n: int) -> str:
+    """Chinese numeral for 0..99."""
+    if n <= 10:
+        return ZH_DIGITS[n]
+    t, u = divmod(n, 10)
+    head = "十" if t == 1 else ZH_DIGITS[t] + "十"
+    return head + ("" if u == 0 else ZH_DIGITS[u])
+
+
+ZH_OPPOSITES = [
+    ("热", "冷"), ("大", "小"), ("快", "慢"), ("上", "下"), ("左", "右"), ("高", "矮"), ("长", "短"),
+    ("多", "少"), ("前", "后"), ("黑", "白"), ("新", "旧"), ("好", "坏"), ("早", "晚"), ("远", "近"),
+    ("胖", "瘦"), ("轻", "重"), ("开", "关"), ("来", "去"), ("买", "卖"), ("哭", "笑"), ("真", "假"),
+    ("深", "浅"), ("干", "湿"), ("厚", "薄"), ("内", "外"), ("进", "出"), ("东", "西"), ("南", "北"),
+    ("男", "女"), ("输", "赢"), ("对", "错"), ("甜", "苦"), ("强", "弱"), ("美", "丑"), ("软", "硬"),
+    ("宽", "窄"), ("明", "暗"), ("动", "静"),
+]
+ZH_COLOURS = [
+    ("香蕉", "黄色"), ("柠檬", "黄色"), ("太阳", "红色"), ("草", "绿色"), ("树叶", "绿色"), ("青蛙", "绿色"),
+    ("黄瓜", "绿色"), ("天空", "蓝色"), ("大海", "蓝色"), ("雪", "白色"), ("牛奶", "白色"), ("白云", "白色"),
+    ("煤", "黑色"), ("乌鸦", "黑色"), ("番茄", "红色"), ("草莓", "红色"), ("樱桃", "红色"), ("胡萝卜", "橙色"),
+    ("南瓜", "橙色"), ("橙子", "橙色"), ("巧克力", "棕色"), ("葡萄", "紫色"), ("茄子", "紫色"), ("火", "红色"),
+]
+ZH_SOUNDS = [
+    ("狗", "汪汪"), ("猫", "喵喵"), ("牛", "哞哞"), ("鸭子", "嘎嘎"), ("羊", "咩咩"), ("猪", "哼哼"),
+    ("青蛙", "呱呱"), ("小鸟", "叽叽"), ("老鼠", "吱吱"), ("公鸡", "喔喔"), ("蜜蜂", "嗡嗡"), ("狼", "嗷嗷"),
+]
+ZH_DAYS = ["星期一", "星期二", "星期三", "星期四", "星期五", "星期六", "星期日"]
+ZH_MONTHS = [zh_num(i) + "月" for i in range(1, 13)]
+ZH_ANIMAL_SIZES = ["鲸鱼", "大象", "马", "牛", "狮子", "狗", "猫", "兔子", "老鼠", "蚂蚁"]  # largest first
+
+
+# ---------------------------------------------------------------------------
+# Instruction datasets (alpaca format)
+# ---------------------------------------------------------------------------
+def ex(instruction: str, output: str, inp: str = "") -> dict:
+    return {"instruction": instruction, "input": inp, "output": output}
+
+
+def en_families() -> dict[str, list[dict]]:
+    """All candidate English examples, grouped by task family.
+
+    Each family has one fixed answer template that mirrors the question, so a
+    small model can learn the format quickly and ROUGE-L rewards it.
+    Some families also have an `input`-field variant.
+    """
+    f: dict[str, list[dict]] = {k: [] for k in (
+        "add", "sub", "mul", "opp", "colour", "sound", "plural", "calendar", "count", "cmp_num", "cmp_animal")}
+    for a in range(0, 13):
+        for b in range(0, 13):
+            out = f"{a} plus {b} is {a + b}."
+            f["add"].append(ex(f"What is {a} plus {b}?", out))
+            f["add"].append(ex("Add the two numbers.", out, f"{a} and {b}"))
+    for a in range(1, 16):
+        for b in range(0, a + 1):
+            out = f"{a} minus {b} is {a - b}."
+            f["sub"].append(ex(f"What is {a} minus {b}?", out))
+            f["sub"].append(ex("Subtract the second number from the first.", out, f"{a} and {b}"))
+    for a in range(2, 10):
+        for b in range(2, 10):
+            out = f"{a} times {b} is {a * b}."
+            f["mul"].append(ex(f"What is {a} times {b}?", out))
+            f["mul"].append(ex("Multiply the two numbers.", out, f"{a} and {b}"))
+    for x, y in EN_OPPOSITES:
+        for w, o in ((x, y), (y, x)):
+            out = f"The opposite of {w} is {o}."
+            f["opp"].append(ex(f"What is the opposite of {w}?", out))
+            f["opp"].append(ex("Give the opposite of this word.", out, w))
+    for phrase, noun, colour in EN_COLOURS:
+        out = f"{phrase} is {colour}."
+        f["colour"].append(ex(f"What colour is {phrase[0].lower() + phrase[1:]}?", out))
+        f["colour"].append(ex("Name the colour of this thing.", out, noun))
+    for animal, sound in EN_SOUNDS:
+        out = f"{cap(animal)} says {sound}."
+        f["sound"].append(ex(f"What sound does {animal} make?", out))
+        f["sound"].append(ex(f"What does {animal} say?", out))
+        f["sound"].append(ex("Write the sound this animal makes.", out, animal.split()[1]))
+    for w, p in EN_PLURALS:
+        out = f"The plural of {w} is {p}."
+        f["plural"].append(ex(f"What is the plural of {w}?", out))
+        f["plural"].append(ex("Write the plural of this word.", out, w))
+    for kind, seq in (("day", EN_DAYS), ("month", EN_MONTHS)):
+        for i, d in enumerate(seq):
+            nxt, prv = seq[(i + 1) % len(seq)], seq[i - 1]
+            f["calendar"].append(ex(f"What {kind} comes after {d}?", f"The {kind} after {d} is {nxt}."))
+            f["calendar"].append(ex(f"What {kind} comes before {d}?", f"The {kind} before {d} is {prv}."))
+    for n in range(0, 100):
+        f["count"].append(ex(f"What number comes after {n}?", f"The number after {n} is {n + 1}."))
+        f["count"].append(ex("Give the next number.", f"The number after {n} is {n + 1}.", str(n)))
+        if n > 0:
+            f["count"].append(ex(f"What number comes before {n}?", f"The number before {n} is {n - 1}."))
+    for a in range(0, 21):
+        for b in range(0, 21):
+            if a == b:
+                continue
+            hi, lo = max(a, b), min(a, b)
+            f["cmp_num"].append(ex(f"Which is bigger, {a} or {b}?", f"{hi} is bigger than {lo}."))
+            f["cmp_num"].append(ex(f"Which is smaller, {a} or {b}?", f"{lo} is smaller than {hi}."))
+            f["cmp_num"].append(ex("Pick the bigger number.", f"{hi} is bigger than {lo}.", f"{a} and {b}"))
+    for i, (a, _) in enumerate(EN_ANIMAL_SIZES):
+        for j, (b, _) in enumerate(EN_ANIMAL_SIZES):
+            if i == j:
+                continue
+            big, small = (a, b) if i < j else (b, a)
+            f["cmp_animal"].append(ex(f"Which is bigger, {a} or {b}?", f"{cap(big)} is bigger than {small}."))
+            f["cmp_animal"].append(ex(f"Which is smaller, {a} or {b}?", f"{cap(small)} is smaller than {big}."))
+    return f
+
+
+EN_QUOTAS = {
+    "add": 90, "sub": 60, "mul": 45, "opp": 70, "colour": 45, "sound": 35, "plural": 70,
+    "calendar": 38, "count": 60, "cmp_num": 50, "cmp_animal": 37,
+}
+
+
+def zh_families() -> dict[str, list[dict]]:
+    f: dict[str, list[dict]] = {k: [] for k in (
+        "add", "sub", "mul", "opp", "colour", "sound", "calendar", "count", "cmp_num", "cmp_animal")}
+    for a in range(0, 13):
+        for b in range(0, 13):
+            out = f"{a}加{b}等于{a + b}。"
+            f["add"].append(ex(f"{a}加{b}等于几？", out))
+            f["add"].append(ex("计算两个数的和。", out, f"{a}和{b}"))
+    for a in range(1, 16):
+        for b in range(0, a + 1):
+            out = f"{a}减{b}等于{a - b}。"
+            f["sub"].append(ex(f"{a}减{b}等于几？", out))
+            f["sub"].append(ex("用第一个数减去第二个数。", out, f"{a}和{b}"))
+    for a in range(2, 10):
+        for b in range(2, 10):
+            out = f"{a}乘{b}等于{a * b}。"
+            f["mul"].append(ex(f"{a}乘{b}等于几？", out))
+            f["mul"].append(ex("计算两个数的积。", out, f"{a}和{b}"))
+    for x, y in ZH_OPPOSITES:
+        for w, o in ((x, y), (y, x)):
+            out = f"{w}的反义词是{o}。"
+            f["opp"].append(ex(f"{w}的反义词是什么？", out))
+            f["opp"].append(ex("写出这个词的反义词。", out, w))
+    for thing, colour in ZH_COLOURS:
+        out = f"{thing}是{colour}的。"
+        f["colour"].append(ex(f"{thing}是什么颜色的？", out))
+        f["colour"].append(ex("说出这个东西的颜色。", out, thing))
+    for animal, sound in ZH_SOUNDS:
+        f["sound"].append(ex(f"{animal}是怎么叫的？", f"{animal}是{sound}叫的。"))
+        f["sound"].append(ex(f"{animal}的叫声是什么？", f"{animal}的叫声是{sound}。"))
+        f["sound"].append(ex("写出这种动物的叫声。", f"{animal}的叫声是{sound}。", animal))
+    for i, d in enumerate(ZH_DAYS):
+        nxt, prv = ZH_DAYS[(i + 1) % 7], ZH_DAYS[i - 1]
+        f["calendar"].append(ex(f"{d}的后一天是星期几？", f"{d}的后一天是{nxt}。"))
+        f["calendar"].append(ex(f"{d}的前一天是星期几？", f"{d}的前一天是{prv}。"))
+    for i, m in enumerate(ZH_MONTHS):
+        nxt, prv = ZH_MONTHS[(i + 1) % 12], ZH_MONTHS[i - 1]
+        f["calendar"].append(ex(f"{m}的下一个月是几月？", f"{m}的下一个月是{nxt}。"))
+        f["calendar"].append(ex(f"{m}的上一个月是几月？", f"{m}的上一个月是{prv}。"))
+    for n in range(0, 100):
+        f["count"].append(ex(f"{n}后面的数是几？", f"{n}后面的数是{n + 1}。"))
+        f["count"].append(ex("写出下一个数。", f"{n}后面的数是{n + 1}。", str(n)))
+        if n > 0:
+            f["count"].append(ex(f"{n}前面的数是几？", f"{n}前面的数是{n - 1}。"))
+    for a in range(0, 21):
+        for b in range(0, 21):
+            if a == b:
+                continue
+            hi, lo = max(a, b), min(a, b)
+            f["cmp_num"].append(ex(f"{a}和{b}哪个大？", f"{hi}比{lo}大。"))
+            f["cmp_num"].append(ex(f"{a}和{b}哪个小？", f"{lo}比{hi}小。"))
+            f["cmp_num"].append(ex("找出比较大的数。", f"{hi}比{lo}大。", f"{a}和{b}"))
+    for i, a in enumerate(ZH_ANIMAL_SIZES):
+        for j, b in enumerate(ZH_ANIMAL_SIZES):
+            if i == j:
+                continue
+            big, small = (a, b) if i < j else (b, a)
+            f["cmp_animal"].append(ex(f"{a}和{b}哪个大？", f"{big}比{small}大。"))
+            f["cmp_animal"].append(ex(f"{a}和{b}哪个小？", f"{small}比{big}小。"))
+    return f
+
+
+ZH_QUOTAS = {
+    "add": 100, "sub": 70, "mul": 50, "opp": 70, "colour": 45, "sound": 36, "calendar": 38,
+    "count": 70, "cmp_num": 70, "cmp_animal": 51,
+}
+
+
+def sample_dataset(families: dict[str, list[dict]], quotas: dict[str, int], rng: random.Random) -> list[dict]:
+    rows: list[dict] = []
+    seen: set[tuple[str, str]] = set()
+    for name, quota in quotas.items():
+        pool = families[name]
+        # Deduplicate on (instruction, input): one question never has two answers.
+        uniq = {}
+        for r in pool:
+            uniq.setdefault((r["instruction"], r["input"]), r)
+        pool = list(uniq.values())
+        rng.shuffle(pool)
+        taken = 0
+        for r in pool:
+            key = (r["instruction"], r["input"])
+            if key in seen:
+                continue
+            seen.add(key)
+            rows.append(r)
+            taken += 1
+            if taken == quota:
+                break
+        assert taken == quota, f"family {name}: only {taken} of {quota} examples available"
+    rng.shuffle(rows)  # interleave families
+    return rows
+
+
+def build_dpo(rng: random.Random, n: int = 120) -> list[dict]:
+    """English preference pairs: chosen = correct, well-formed answer;
+    rejected = a wrong answer in the same template, or a sloppy/unhelpful one."""
+    f = en_families()
+    cands: list[dict] = []
+
+    def sloppy(correct_short: str) -> str:
+        return rng.choice([
+            f"{correct_short.lower()} i think",
+            f"hmm maybe {correct_short.lower()}",
+            "I don't know.",
+            "idk",
+            f"{correct_short.lower()}??",
+            "That is a hard question, you should ask someone else.",
+        ])
+
+    for a in range(0, 13):
+        for b in range(0, 13):
+            s = a + b
+            wrong = s + rng.choice([-2, -1, 1, 2]) if s > 1 else s + rng.choice([1, 2])
+            cands.append(("add", f"What is {a} plus {b}?", f"{a} plus {b} is {s}.",
+                          f"{a} plus {b} is {wrong}." if rng.random() < 0.7 else sloppy(str(s))))
+    for a in range(2, 10):
+        for b in range(2, 10):
+            p = a * b
+            wrong = p + rng.choice([-3, -1, 1, 2, a])
+            cands.append(("mul", f"What is {a} times {b}?", f"{a} times {b} is {p}.",
+                          f"{a} times {b} is {wrong}." if rng.random() < 0.7 else sloppy(str(p))))
+    opp_words = [w for pair in EN_OPPOSITES for w in pair]
+    for x, y in EN_OPPOSITES:
+        for w, o in ((x, y), (y, x)):
+            bad = rng.choice([v for v in opp_words if v not in (w, o)])
+            cands.append(("opp", f"What is the opposite of {w}?", f"The opposite of {w} is {o}.",
+                          f"The opposite of {w} is {bad}." if rng.random() < 0.6 else sloppy(o)))
+    colours = sorted({c for _, _, c in EN_COLOURS})
+    for phrase, _, colour in EN_COLOURS:
+        bad = rng.choice([c for c in colours if c != colour])
+        cands.append(("colour", f"What colour is {phrase[0].lower() + phrase[1:]}?", f"{phrase} is {colour}.",
+                      f"{phrase} is {bad}." if rng.random() < 0.6 else sloppy(colour)))
+    for animal, sound in EN_SOUNDS:
+        bad = rng.choice([s for _, s in EN_SOUNDS if s != sound])
+        cands.append(("sound", f"What sound does {animal} make?", f"{cap(animal)} says {sound}.",
+                      f"{cap(animal)} says {bad}." if rng.random() < 0.6 else sloppy(sound)))
+    for w, p in EN_PLURALS:
+        naive = w + "s"
+        bad = naive if naive != p else w + "es"
+        cands.append(("plural", f"What is the plural of {w}?", f"The plural of {w} is {p}.",
+                      f"The plural of {w} is {bad}." if rng.random() < 0.7 else sloppy(p)))
+    for i, d in enumerate(EN_DAYS):
+        nxt = EN_DAYS[(i + 1) % 7]
+        bad = EN_DAYS[(i + 2) % 7]
+        cands.append(("calendar", f"What day comes after {d}?", f"The day after {d} is {nxt}.",
+                      f"The day after {d} is {bad}."))
+    del f
+    rng.shuffle(cands)
+    # Keep the families balanced: round-robin over families until n pairs.
+    by_fam: dict[str, list] = {}
+    for c in cands:
+        by_fam.setdefault(c[0], []).append(c)
+    out, seen = [], set()
+    while len(out) < n:
+        for fam in sorted(by_fam):
+            if by_fam[fam] and len(out) < n:
+                _, prompt, chosen, rejected = by_fam[fam].pop()
+                if prompt not in seen:
+                    seen.add(prompt)
+                    out.append({"prompt": prompt, "chosen": chosen, "rejected": rejected})
+    rng.shuffle(out)
+    return out
+
+
+# ---------------------------------------------------------------------------
+# Plain-prose pretraining corpus
+# ---------------------------------------------------------------------------
+# The corpus states the same facts as the datasets, in varied statement
+# phrasing, mixed with tiny stories. It deliberately contains no questions, no
+# chat markup and (as far as practical) not the datasets' exact answer
+# sentences: the base model should know *that* bananas are yellow, but not
+# answer "What colour is a banana?" with "A banana is yellow."
+EN_NAMES = [("Tom", "he"), ("Anna", "she"), ("Ben", "he"), ("Lily", "she"), ("Sam", "he"), ("Mia", "she"),
+            ("Max", "he"), ("Emma", "she"), ("Leo", "he"), ("Zoe", "she")]
+EN_OBJECTS = ["ball", "kite", "hat", "box", "book", "cup", "bike", "boat", "coat", "bag"]
+EN_PLACES = ["park", "garden", "kitchen", "forest", "school", "river", "farm", "market", "beach", "library"]
+EN_ACTIVITIES = [("play", "played"), ("read", "read"), ("run", "ran"), ("sing", "sang"), ("draw", "drew"),
+                 ("swim", "swam"), ("dance", "danced"), ("walk", "walked"), ("cook", "cooked"), ("paint", "painted")]
+EN_FEELINGS = ["happy", "tired", "hungry", "glad", "sleepy", "proud", "excited", "calm"]
+EN_WEATHER = ["sunny", "rainy", "windy", "cold", "warm", "cloudy", "snowy", "bright"]
+
+
+def en_fact_sentences(rng: random.Random) -> list[str]:
+    """One random phrasing of one random fact."""
+    kind = rng.choice(["add", "add", "sub", "mul", "opp", "opp", "colour", "sound", "plural", "plural",
+                       "calendar", "count", "cmp_num", "cmp_animal"])
+    w = num_word
+
+    def n(x: int) -> str:  # digits or words, so both forms are learned
+        return str(x) if rng.random() < 0.6 else w(x)
+
+    if kind == "add":
+        a, b = rng.randint(0, 12), rng.randint(0, 12)
+        s = a + b
+        return [rng.choice([
+            f"{cap(n(a))} and {n(b)} make {n(s)}.",
+            f"Adding {n(a)} and {n(b)} gives {n(s)}.",
+            f"If you put {n(a)} apples with {n(b)} more apples, you have {n(s)} apples.",
+            f"{cap(n(s))} is {n(b)} more than {n(a)}.",
+            f"Together, {n(a)} and {n(b)} come to {n(s)}.",
+            f"{cap(n(a))} plus {n(b)} equals {n(s)}.",
+        ])]
+    if kind == "sub":
+        a = rng.randint(1, 15)
+        b = rng.randint(0, a)
+        d = a - b
+        return [rng.choice([
+            f"Take {n(b)} away from {n(a)} and {n(d)} is left.",
+            f"If you have {n(a)} sweets and eat {n(b)}, then {n(d)} sweets remain.",
+            f"{cap(n(d))} is {n(b)} less than {n(a)}.",
+            f"{cap(n(a))} minus {n(b)} leaves {n(d)}.",
+        ])]
+    if kind == "mul":
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        p = a * b
+        return [rng.choice([
+            f"{cap(n(a))} groups of {n(b)} make {n(p)}.",
+            f"Multiply {n(a)} by {n(b)} and you get {n(p)}.",
+            f"{cap(n(a))} times {n(b)} equals {n(p)}.",
+            f"There are {n(p)} legs on {n(a)} animals with {n(b)} legs each.",
+        ])]
+    if kind == "opp":
+        x, y = rng.choice(EN_OPPOSITES)
+        if rng.random() < 0.5:
+            x, y = y, x
+        return [rng.choice([
+            f"{cap(x)} and {y} are opposites.",
+            f"The words {x} and {y} mean opposite things.",
+            f"{cap(y)} is the reverse of {x}.",
+            f"We learn opposite words in pairs, like {x} and {y}.",
+        ])]
+    if kind == "colour":
+        phrase, noun, colour = rng.choice(EN_COLOURS)
+        return [rng.choice([
+            f"The colour of {phrase[0].lower() + phrase[1:]} is {colour}.",
+            f"{cap(colour)} is the colour of {noun}.",
+            f"When you look at {noun}, you see the colour {colour}.",
+            f"Children often paint {noun} {colour}.",
+        ])]
+    if kind == "sound":
+        animal, sound = rng.choice(EN_SOUNDS)
+        return [rng.choice([
+            f"The {animal.split()[1]} goes {sound}.",
+            f"You can hear {animal} go {sound}, {sound}.",
+            f"\"{cap(sound)}!\" went the {animal.split()[1]}.",
+            f"On the farm, {animal} makes a {sound} sound.",
+        ])]
+    if kind == "plural":
+        s, p = rng.choice(EN_PLURALS)
+        return [rng.choice([
+            f"One {s}, two {p}.",
+            f"There is one {s} here and there are many {p} there.",
+            f"We say {p} when there is more than one {s}.",
+            f"I saw a {s}, and then I saw three {p}.",
+        ])]
+    if kind == "calendar":
+        seq, unit = (EN_DAYS, "day") if rng.random() < 0.5 else (EN_MONTHS, "month")
+        i = rng.randrange(len(seq))
+        a, b = seq[i], seq[(i + 1) % len(seq)]
+        return [rng.choice([
+            f"{a} is followed by {b}.",
+            f"After {a} comes {b}.",
+            f"{b} comes right after {a}.",
+            f"First it is {a}, and then it is {b}.",
+        ])]
+    if kind == "count":
+        start = rng.randint(0, 95)
+        k = rng.randint(3, 6)
+        nums = list(range(start, start + k))
+        return [rng.choice([
+            ", ".join(str(v) for v in nums) + ".",
+            cap(", ".join(w(v) for v in nums)) + ".",
+            f"When we count, {nums[1]} follows {nums[0]}.",
+            f"{cap(w(nums[0]))} is one less than {w(nums[1])}.",
+        ])]
+    if kind == "cmp_num":
+        a, b = rng.sample(range(0, 21), 2)
+        hi, lo = max(a, b), min(a, b)
+        return [rng.choice([
+            f"{cap(n(hi))} is more than {n(lo)}.",
+            f"{cap(n(lo))} is less than {n(hi)}.",
+            f"{cap(n(hi))} is a larger number than {n(lo)}.",
+        ])]
+    i, j = sorted(rng.sample(range(len(EN_ANIMAL_SIZES)), 2))
+    big, small = EN_ANIMAL_SIZES[i][0], EN_ANIMAL_SIZES[j][0]
+    return [rng.choice([
+        f"{cap(big)} is much larger than {small}.",
+        f"Next to {big}, {small} looks tiny.",
+        f"{cap(small)} is little compared with {big}.",
+    ])]
+
+
+def en_story(rng: random.Random) -> list[str]:
+    (name, pron), (name2, _) = rng.sample(EN_NAMES, 2)
+    obj, place = rng.choice(EN_OBJECTS), rng.choice(EN_PLACES)
+    act, act_past = rng.choice(EN_ACTIVITIES)
+    _, colour_name, colour = rng.choice(EN_COLOURS)
+    animal, sound = rng.choice(EN_SOUNDS)
+    day = rng.choice(EN_DAYS)
+    pool = [
+        f"{name} has a {colour} {obj}.",
+        f"{cap(pron)} likes to {act} in the {place}.",
+        f"It was a {rng.choice(EN_WEATHER)} day.",
+        f"On {day}, {name} and {name2} went to the {place}.",
+        f"They {act_past} until it was dark.",
+        f"In the {place}, {name} saw {animal}.",
+        f"The {animal.split()[1]} said {sound}.",
+        f"{name} was very {rng.choice(EN_FEELINGS)}.",
+        f"{name2} gave {name} a {colour_name}.",
+        f"Then {pron} went home and ate dinner.",
+    ]
+    k = rng.randint(3, 6)
+    idx = sorted(rng.sample(range(len(pool)), k))  # keep story order
+    return [pool[i] for i in idx]
+
+
+ZH_NAMES = ["小明", "小红", "小华", "小丽", "小刚", "小美", "大伟", "丽丽", "小军", "小云"]
+ZH_OBJECTS = ["球", "风筝", "帽子", "盒子", "书", "杯子", "自行车", "小船", "书包", "铅笔"]
+ZH_PLACES = ["公园", "花园", "厨房", "森林", "学校", "河边", "农场", "市场", "海边", "图书馆"]
+ZH_ACTIVITIES = ["玩", "看书", "跑步", "唱歌", "画画", "游泳", "跳舞", "散步", "做饭", "写字"]
+ZH_FEELINGS = ["开心", "累", "饿", "高兴", "困", "骄傲", "兴奋", "安静"]
+ZH_WEATHER = ["晴天", "雨天", "大风天", "阴天", "雪天"]
+
+
+def zh_fact_sentences(rng: random.Random) -> list[str]:
+    kind = rng.choice(["add", "add", "sub", "mul", "opp", "opp", "colour", "sound", "calendar", "count",
+                       "cmp_num", "cmp_animal"])
+
+    def n(x: int) -> str:
+        return str(x) if rng.random() < 0.6 else zh_num(x)
+
+    if kind == "add":
+        a, b = rng.randint(0, 12), rng.randint(0, 12)
+        s = a + b
+        return [rng.choice([
+            f"{n(a)}和{n(b)}合起来是{n(s)}。",
+            f"{n(a)}加上{n(b)}得{n(s)}。",
+            f"把{n(a)}个苹果和{n(b)}个苹果放在一起，一共有{n(s)}个苹果。",
+            f"{n(s)}比{n(a)}多{n(b)}。",
+        ])]
+    if kind == "sub":
+        a = rng.randint(1, 15)
+        b = rng.randint(0, a)
+        d = a - b
+        return [rng.choice([
+            f"{n(a)}减去{n(b)}还剩{n(d)}。",
+            f"从{n(a)}块糖里拿走{n(b)}块，还剩下{n(d)}块。",
+            f"{n(d)}比{n(a)}少{n(b)}。",
+        ])]
+    if kind == "mul":
+        a, b = rng.randint(2, 9), rng.randint(2, 9)
+        p = a * b
+        return [rng.choice([
+            f"{n(a)}个{n(b)}是{n(p)}。",
+            f"{n(a)}乘以{n(b)}得{n(p)}。",
+            f"{zh_num(a)}{zh_num(b)}得{zh_num(p)}。" if a <= b else f"{n(b)}个{n(a)}也是{n(p)}。",
+        ])]
+    if kind == "opp":
+        x, y = rng.choice(ZH_OPPOSITES)
+        if rng.random() < 0.5:
+            x, y = y, x
+        return [rng.choice([
+            f"{x}和{y}意思相反。",
+            f"“{x}”和“{y}”是一对反义词。",
+            f"{y}的意思跟{x}正好相反。",
+        ])]
+    if kind == "colour":
+        thing, colour = rng.choice(ZH_COLOURS)
+        return [rng.choice([
+            f"{thing}的颜色是{colour}。",
+            f"{colour}的{thing}很常见。",
+            f"小朋友画{thing}的时候常常用{colour}。",
+        ])]
+    if kind == "sound":
+        animal, sound = rng.choice(ZH_SOUNDS)
+        return [rng.choice([
+            f"{animal}会{sound}地叫。",
+            f"我听到{animal}在叫：{sound}，{sound}。",
+            f"农场里的{animal}发出{sound}的声音。",
+        ])]
+    if kind == "calendar":
+        seq = ZH_DAYS if rng.random() < 0.5 else ZH_MONTHS
+        i = rng.randrange(len(seq))
+        a, b = seq[i], seq[(i + 1) % len(seq)]
+        return [rng.choice([
+            f"{a}过了就是{b}。",
+            f"{b}紧跟在{a}后面。",
+            f"先是{a}，然后是{b}。",
+        ])]
+    if kind == "count":
+        start = rng.randint(0, 95)
+        k = rng.randint(3, 6)
+        nums = list(range(start, start + k))
+        return [rng.choice([
+            "，".join(str(v) for v in nums) + "。",
+            "、".join(zh_num(v) for v in nums) + "。",
+            f"数完{nums[0]}就数{nums[1]}。",
+        ])]
+    if kind == "cmp_num":
+        a, b = rng.sample(range(0, 21), 2)
+        hi, lo = max(a, b), min(a, b)
+        return [rng.choice([f"{n(hi)}大于{n(lo)}。", f"{n(lo)}小于{n(hi)}。", f"{n(hi)}是比{n(lo)}更大的数。"])]
+    i, j = sorted(rng.sample(range(len(ZH_ANIMAL_SIZES)), 2))
+    big, small = ZH_ANIMAL_SIZES[i], ZH_ANIMAL_SIZES[j]
+    return [rng.choice([f"和{big}相比，{small}显得很小。", f"{big}的个子远远超过{small}。", f"{small}站在{big}旁边，看起来小小的。"])]
+
+
+def zh_story(rng: random.Random) -> list[str]:
+    name, name2 = rng.sample(ZH_NAMES, 2)
+    obj, place, act = rng.choice(ZH_OBJECTS), rng.choice(ZH_PLACES), rng.choice(ZH_ACTIVITIES)
+    thing, colour = rng.choice(ZH_COLOURS)
+    animal, sound = rng.choice(ZH_SOUNDS)
+    pool = [
+        f"{name}有一个{colour[0]}色的{obj}。",
+        f"{name}喜欢在{place}{act}。",
+        f"今天是{rng.choice(ZH_WEATHER)}。",
+        f"{rng.choice(ZH_DAYS)}，{name}和{name2}一起去了{place}。",
+        f"他们在那里{act}，一直到天黑。",
+        f"在{place}里，{name}看见了一只{animal}。",
+        f"{animal}{sound}地叫了起来。",
+        f"{name}觉得很{rng.choice(ZH_FEELINGS)}。",
+        f"{name2}送给{name}一个{thing}。",
+        "然后他们回家吃晚饭了。",
+    ]
+    k = rng.randint(3, 6)
+    idx = sorted(rng.sample(range(len(pool)), k))
+    return [pool[i] for i in idx]
+
+
+def build_corpus(rng: random.Random, n_docs_per_lang: int) -> list[str]:
+    """Short plain-text documents: a few facts and/or a small story each."""
+    docs = []
+    for _ in range(n_docs_per_lang):
+        sents: list[str] = []
+        if rng.random() < 0.35:
+            sents += en_story(rng)
+        while len(sents) < rng.randint(3, 8):
+            sents += en_fact_sentences(rng)
+        docs.append(" ".join(sents))
+        sents = []
+        if rng.random() < 0.35:
+            sents += zh_story(rng)
+        while len(sents) < rng.randint(3, 8):
+            sents += zh_fact_sentences(rng)
+        docs.append("".join(sents))
+    return docs
+
+
+# ---------------------------------------------------------------------------
+# Tokenizer
+# ---------------------------------------------------------------------------
+VOCAB_SIZE = 4000
+
+
+def train_tokenizer(docs: list[str]) -> PreTrainedTokenizerFast:
+    tok = Tokenizer(models.BPE())  # byte-level: no unknown token needed
+    # Split digits individually (as Qwen/Llama-3 do) so arithmetic answers are
+    # composed from the same ten digit tokens; then GPT-2 style byte-level
+    # splitting, which also handles CJK (3 bytes per character, merged by BPE).
+    tok.pre_tokenizer = pre_tokenizers.Sequence([
+        pre_tokenizers.Digits(individual_digits=True),
+        pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True),
+    ])
+    tok.decoder = decoders.ByteLevel()
+    trainer = trainers.BpeTrainer(
+        vocab_size=VOCAB_SIZE,
+        special_tokens=SPECIAL_TOKENS,
+        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+        min_frequency=2,
+        show_progress=False,
+    )
+    tok.train_from_iterator(docs, trainer=trainer)
+    hf_tok = PreTrainedTokenizerFast(
+        tokenizer_object=tok,
+        pad_token=PAD,
+        eos_token=IM_END,
+        additional_special_tokens=[IM_START, IM_END],
+        model_max_length=256,
+        padding_side="right",
+        clean_up_tokenization_spaces=False,
+    )
+    hf_tok.chat_template = CHAT_TEMPLATE
+    return hf_tok
+
+
+# ---------------------------------------------------------------------------
+# Model pretraining
+# ---------------------------------------------------------------------------
+SEQ_LEN = 128
+BATCH = 32
+PRETRAIN_STEPS = 700
+PEAK_LR = 3e-3
+WARMUP = 50
+
+
+def pretrain(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> LlamaForCausalLM:
+    eos_id = tokenizer.convert_tokens_to_ids(IM_END)
+    pad_id = tokenizer.convert_tokens_to_ids(PAD)
+    # Documents are separated by the eos token <|im_end|> (as base models use
+    # their end-of-text token), so the base already knows how to end a text; it
+    # never sees <|im_start|> or role headers.
+    ids: list[int] = []
+    for enc in tokenizer(docs, add_special_tokens=False)["input_ids"]:
+        ids.extend(enc)
+        ids.append(eos_id)
+    n_blocks = len(ids) // SEQ_LEN
+    data = torch.tensor(ids[: n_blocks * SEQ_LEN], dtype=torch.long).view(n_blocks, SEQ_LEN)
+    print(f"corpus: {len(docs)} docs, {len(ids):,} tokens, {n_blocks} blocks of {SEQ_LEN}")
+
+    config = LlamaConfig(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=344,
+        num_hidden_layers=4,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=256,
+        rms_norm_eps=1e-5,
+        tie_word_embeddings=True,
+        bos_token_id=None,  # the tokenizer has no BOS token
+        eos_token_id=eos_id,
+        pad_token_id=pad_id,
+        torch_dtype="float32",
+    )
+    torch.manual_seed(SEED)
+    model = LlamaForCausalLM(config)
+    print(f"model parameters: {sum(p.numel() for p in model.parameters()):,}")
+
+    decay = [p for n_, p in model.named_parameters() if p.dim() >= 2]
+    no_decay = [p for n_, p in model.named_parameters() if p.dim() < 2]
+    opt = torch.optim.AdamW(
+        [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
+        lr=PEAK_LR, betas=(0.9, 0.95),
+    )
+
+    def lr_at(step: int) -> float:  # linear warmup, cosine decay to 10%
+        if step < WARMUP:
+            return PEAK_LR * (step + 1) / WARMUP
+        t = (step - WARMUP) / max(1, PRETRAIN_STEPS - WARMUP)
+        return PEAK_LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
+
+    g = torch.Generator().manual_seed(SEED)
+    order = torch.randperm(n_blocks, generator=g)
+    pos = 0
+    model.train()
+    t0 = time.time()
+    for step in range(PRETRAIN_STEPS):
+        if pos + BATCH > n_blocks:  # next epoch, new fixed-seed permutation
+            order, pos = torch.randperm(n_blocks, generator=g), 0
+        batch = data[order[pos: pos + BATCH]]
+        pos += BATCH
+        for group in opt.param_groups:
+            group["lr"] = lr_at(step)
+        loss = model(input_ids=batch, labels=batch).loss
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        opt.zero_grad(set_to_none=True)
+        if step % 50 == 0 or step == PRETRAIN_STEPS - 1:
+            print(f"step {step:4d}  loss {loss.item():.3f}  lr {lr_at(step):.2e}  {time.time() - t0:.0f}s", flush=True)
+    model.eval()
+    return model
+
+
+# ---------------------------------------------------------------------------
+# Main
+# ---------------------------------------------------------------------------
+def write_json(path: Path, rows: list[dict]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "w", encoding="utf-8") as fh:
+        json.dump(rows, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
+
+
+def main() -> None:
+    t_start = time.time()
+    torch.set_num_threads(NUM_THREADS)
+    random.seed(SEED)
+    torch.manual_seed(SEED)
+
+    # 1. Datasets. Each file gets its own seeded RNG so changing one file's
+    #    recipe does not reshuffle the others.
+    en = sample_dataset(en_families(), EN_QUOTAS, random.Random(SEED + 1))
+    zh = sample_dataset(zh_families(), ZH_QUOTAS, random.Random(SEED + 2))
+    dpo = build_dpo(random.Random(SEED + 3))
+    for rows in (en, zh):
+        assert len(rows) == 600 and len({json.dumps(r, sort_keys=True) for r in rows}) == 600
+    assert len({r["prompt"] for r in dpo}) == len(dpo)
+    write_json(DATA_DIR / "demo_en.json", en)
+    write_json(DATA_DIR / "demo_zh.json", zh)
+    write_json(DATA_DIR / "demo_dpo.json", dpo)
+    print(f"datasets: en={len(en)} zh={len(zh)} dpo={len(dpo)}")
+
+    # 2. Corpus + tokenizer.
+    docs = build_corpus(random.Random(SEED + 4), n_docs_per_lang=12000)
+    tokenizer = train_tokenizer(docs)
+    print(f"tokenizer: vocab {len(tokenizer)}, pad={tokenizer.pad_token_id}, eos={tokenizer.eos_token_id}")
+
+    # 3. Pretraining.
+    model = pretrain(tokenizer, docs)
+
+    # 4. Save. Start from an empty directory so no stale files survive.
+    if MODEL_DIR.exists():
+        shutil.rmtree(MODEL_DIR)
+    MODEL_DIR.mkdir(parents=True)
+    model.generation_config = GenerationConfig(
+        bos_token_id=None,
+        eos_token_id=tokenizer.eos_token_id,
+        pad_token_id=tokenizer.pad_token_id,
+    )
+    model.save_pretrained(MODEL_DIR)
+    tokenizer.save_pretrained(MODEL_DIR)
+    # transformers 5 records its new class name "TokenizersBackend"; the
+    # classic alias "PreTrainedTokenizerFast" names the same class and is also
+    # understood by transformers 4.x and other loaders.
+    cfg_path = MODEL_DIR / "tokenizer_config.json"
+    tok_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
+    tok_cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
+    cfg_path.write_text(json.dumps(tok_cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    print(f"saved to {MODEL_DIR} in {time.time() - t_start:.0f}s total")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,59 @@
+"""RunRecorder is the TrainerCallback that streams events into the run folder."""
+
+import math
+import threading
+
+from transformers import TrainerControl, TrainerState, TrainingArguments
+
+from studio.config import StudioConfig
+from studio.runs import RunStore
+from studio.train import RunRecorder
+
+
+def _setup(home):
+    run = RunStore(home).create(StudioConfig())
+    stop = threading.Event()
+    rec = RunRecorder(run, stop)
+    state, control = TrainerState(), TrainerControl()
+    state.max_steps = 10
+    args = TrainingArguments(output_dir=str(home / "out"), report_to="none")
+    rec.on_train_begin(args, state, control)
+    return run, stop, rec, state, control, args
+
+
+def test_events_follow_the_contract(home):
+    run, stop, rec, state, control, args = _setup(home)
+    for step in (1, 2):
+        rec.on_step_begin(args, state, control)
+        state.global_step, state.epoch = step, step / 10
+        rec.on_step_end(args, state, control)
+        rec.on_log(args, state, control, logs={"loss": 3.0 - step, "learning_rate": 1e-3,
+                                               "grad_norm": 0.5, "num_tokens": 100 * step})
+    rec.on_log(args, state, control, logs={"eval_loss": 1.7})
+    rec.on_log(args, state, control, logs={"train_runtime": 1.0, "train_loss": 1.5})  # summary: ignored
+    events = run.read_metrics()
+    assert len(events) == 3
+    keys = {"t", "step", "epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens", "tokens_per_s"}
+    assert all(set(e) == keys for e in events)
+    assert events[1]["loss"] == 1.0 and events[1]["tokens"] == 200 and events[1]["tokens_per_s"] > 0
+    assert events[2]["eval_loss"] == 1.7 and events[2]["loss"] is None
+    status = run.status()
+    assert status["state"] == "running" and status["total_steps"] == 10 and status["step"] == 2
+
+
+def test_nan_loss_stops_with_a_clear_message(home):
+    run, stop, rec, state, control, args = _setup(home)
+    state.global_step = 3
+    rec.on_log(args, state, control, logs={"loss": float("nan")})
+    assert control.should_training_stop
+    assert "loss became nan at step 3" in rec.failure and "learning rate" in rec.failure
+    assert run.read_metrics()[0]["loss"] == "nan"
+
+
+def test_stop_event_ends_training_after_the_step(home):
+    run, stop, rec, state, control, args = _setup(home)
+    rec.on_step_end(args, state, control)
+    assert not control.should_training_stop
+    stop.set()
+    rec.on_step_end(args, state, control)
+    assert control.should_training_stop
