@@ -18,7 +18,20 @@ from studio.config import StudioConfig, validate
 from studio.errors import UserError
 from studio.models import check_model
 from studio.runs import Run, RunStore
-from studio.train import run_training
+
+
+def _train_in_thread(cfg, run, stop_event):
+    # Imported here: transformers/TRL/PEFT take seconds to import, and the UI must start fast.
+    from studio.train import run_training
+
+    run_training(cfg, run, stop_event)
+
+
+def warm_up() -> threading.Thread:
+    """Import the training stack in the background so the first Start is quick."""
+    thread = threading.Thread(target=lambda: __import__("studio.train"), name="warm-up", daemon=True)
+    thread.start()
+    return thread
 
 
 class JobManager:
@@ -49,7 +62,7 @@ class JobManager:
             self._run = self.store.create(cfg)
             self._run.update_status(state="running", phase="loading model",
                                     message="Loading the base model")
-            self._thread = threading.Thread(target=run_training, args=(cfg, self._run, self._stop),
+            self._thread = threading.Thread(target=_train_in_thread, args=(cfg, self._run, self._stop),
                                             name=f"train-{self._run.id}", daemon=True)
             self._thread.start()
             return self._run

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import re
 
-import torch
-
 from studio.config import MethodSection, ModelSection, StudioConfig, TrainSection
 from studio.errors import UserError
 from studio.paths import resolve_model_path
@@ -60,6 +58,8 @@ def _exists(path: str) -> bool:
 
 def device_plan(train: TrainSection, method: str = "lora") -> dict:
     """Choose device, precision and checkpointing so the defaults never fail where they run."""
+    import torch
+
     cuda = torch.cuda.is_available()
     bf16_ok = cuda and torch.cuda.is_bf16_supported()
     precision = train.precision
@@ -88,6 +88,7 @@ def load_tokenizer(path: str, trust_remote_code: bool = False):
 
 def load_model(cfg: StudioConfig, plan: dict):
     """The base model ready for the chosen method (quantized for qlora, frozen for freeze)."""
+    import torch
     from transformers import AutoModelForCausalLM, BitsAndBytesConfig
 
     path = resolve_model_path(cfg.model.path)

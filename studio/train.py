@@ -155,6 +155,9 @@ def run_training(cfg: StudioConfig, run: Run, stop_event: threading.Event | None
         plan = device_plan(cfg.train, cfg.method.method)
         run.log(f"device plan: {plan}")
         model, tokenizer = load_model(cfg, plan)
+        bits = 4 if getattr(model, "is_loaded_in_4bit", False) else 8 if getattr(model, "is_loaded_in_8bit", False) else 0
+        run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters"
+                + (f", quantized {bits}-bit" if bits else ""))
         if stop_event.is_set():
             return run.update_status(state="stopped", phase="stopped", ended_at=time.time(),
                                      message="Stopped before training began.")
@@ -172,7 +175,7 @@ def run_training(cfg: StudioConfig, run: Run, stop_event: threading.Event | None
         )
         trainer.remove_callback(PrinterCallback)  # progress goes to the run folder, not stdout
         trainer.train()
-        run.update_status(phase="saving", message="Saving the result")
+        run.update_status(phase="saving", message="Saving the result", training_ended_at=time.time())
         out_dir = run.path / ("adapter" if cfg.method.method in ("lora", "qlora") else "model")
         trainer.save_model(str(out_dir))
         tokenizer.save_pretrained(str(out_dir))

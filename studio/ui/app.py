@@ -17,6 +17,7 @@ import gradio as gr
 
 from studio.errors import UserError
 from studio.ui import data_tab, runs_tab, train_tab
+from studio.jobs import warm_up
 from studio.workspace import Workspace
 
 CSS = (Path(__file__).resolve().parents[2] / "assets" / "studio.css")
@@ -91,6 +92,7 @@ def launch(home: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = 
            prevent_thread_lock: bool = False):
     ws = Workspace(home)
     demo = build_app(ws)
+    warm_up()
     demo.queue(default_concurrency_limit=4)
     return demo.launch(server_name=host, server_port=port, share=share, css_paths=[CSS],
                        theme=gr.themes.Soft(primary_hue="indigo"), inbrowser=False,
