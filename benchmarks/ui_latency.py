@@ -22,8 +22,8 @@ import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT / "tests" / "ui"))
-from conftest import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
+sys.path.insert(0, str(ROOT / "tests"))
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
 BARE = "import gradio as gr, sys; gr.Blocks().launch(server_port=int(sys.argv[1]))"
 

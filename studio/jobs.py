@@ -27,11 +27,20 @@ def _train_in_thread(cfg, run, stop_event):
     run_training(cfg, run, stop_event)
 
 
-def warm_up() -> threading.Thread:
+_warm_up: threading.Thread | None = None
+
+
+def warm_up() -> None:
     """Import the training stack in the background so the first Start is quick."""
-    thread = threading.Thread(target=lambda: __import__("studio.train"), name="warm-up", daemon=True)
-    thread.start()
-    return thread
+    global _warm_up
+    _warm_up = threading.Thread(target=lambda: __import__("studio.train"), name="warm-up", daemon=True)
+    _warm_up.start()
+
+
+def _wait_for_warm_up() -> None:
+    # transformers' lazy module is not safe to import from two threads at once.
+    if _warm_up is not None:
+        _warm_up.join()
 
 
 class JobManager:
@@ -53,6 +62,7 @@ class JobManager:
         if problems:
             key, message = next(iter(problems.items()))
             raise UserError(message, key=key)
+        _wait_for_warm_up()
         with self._lock:
             if self.busy():
                 raise UserError(f"A training run is already in progress ({self._run.id}): "

@@ -12,6 +12,7 @@ from pathlib import Path
 
 ASSETS = Path(os.environ.get("STUDIO_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
 DEMO_MODEL = ASSETS / "model"
+DEMO_RECIPE = ASSETS.parent / "recipes" / "demo.yaml"  # what the Train form starts from
 DEMO_DATA = {
     "demo-en": ASSETS / "data" / "demo_en.json",
     "demo-zh": ASSETS / "data" / "demo_zh.json",

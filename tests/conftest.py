@@ -23,11 +23,3 @@ def shared():
     if not SHARED.is_dir():
         pytest.skip("../shared/fixtures is not present")
     return SHARED
-
-
-def fast_overrides(**extra) -> list[str]:
-    """A few CPU-friendly steps of the demo model on the demo data."""
-    base = {"max_steps": 6, "batch_size": 4, "max_length": 96, "max_samples": 80, "eval_every": 3,
-            "learning_rate": 1e-3}
-    base.update(extra)
-    return [f"{k}={v}" for k, v in base.items()]

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import gradio as gr
 
-from studio.errors import UserError
+from studio.errors import explain
 from studio.ui import data_tab, runs_tab, train_tab
 from studio.jobs import warm_up
 from studio.workspace import Workspace
@@ -28,9 +28,9 @@ def add_api(ws: Workspace) -> None:
         """Start training with key=value overrides (e.g. ["max_steps=20"]); returns the run id."""
         try:
             run = ws.start(overrides)
-        except UserError as exc:
-            raise gr.Error(str(exc)) from None
-        return {"run_id": run.id, "path": str(run.path)}
+        except Exception as exc:  # one plain line for the caller, whatever went wrong
+            raise gr.Error(explain(exc)) from None
+        return {"run_id": run.id, "folder": str(run.path)}  # not "path": clients read that as a file
 
     def stop_run() -> dict:
         """Stop the active run after its current step; it is saved and marked 'stopped'."""

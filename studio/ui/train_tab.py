@@ -13,7 +13,8 @@ import html
 import gradio as gr
 import pandas as pd
 
-from studio.config import StudioConfig
+from studio.config import StudioConfig, load_recipe
+from studio.paths import DEMO_RECIPE
 from studio.errors import UserError, explain
 from studio.ui.forms import build_fields, config_from_values, help_text
 
@@ -91,8 +92,13 @@ def result_text(progress: dict | None) -> str:
             "or put it next to the base model in **Chat → Compare**.")
 
 
+def initial_config() -> StudioConfig:
+    """The form starts from the demo recipe: demo model + demo data + settings that work on a CPU."""
+    return load_recipe(DEMO_RECIPE) if DEMO_RECIPE.is_file() else StudioConfig()
+
+
 def build(ctx, tabs: gr.Tabs):
-    cfg = StudioConfig()
+    cfg = initial_config()
     gr.Markdown("Pick a base model, a dataset and a method, then start. Everything else has "
                 "sensible defaults; open a section below to change it.", elem_classes="tab-intro")
     with gr.Row(equal_height=False):
@@ -155,7 +161,7 @@ def build(ctx, tabs: gr.Tabs):
 
     def on_start(*values):
         try:
-            cfg = config_from_values(KEYS, values)
+            cfg = config_from_values(KEYS, values, base=initial_config())
             run = ctx.jobs.start(cfg)
         except UserError as exc:
             return [gr.skip()] * 3 + [render_status(None, str(exc))] + [gr.skip()] * 6 + \

@@ -8,7 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, fast_overrides
+from conftest import ROOT
+from helpers import fast_overrides
 from studio.errors import UserError
 from studio.workspace import Workspace
 

@@ -1,8 +1,6 @@
 """A real `studio ui` process on a free port with a temporary home, and headless Chromium."""
 
 import os
-import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -11,16 +9,7 @@ from pathlib import Path
 
 import pytest
 
-CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-                 "--disable-background-networking", "--disable-component-update", "--disable-sync"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
+from helpers import CHROMIUM, CHROMIUM_ARGS, free_port
 
 class Server:
     def __init__(self, home: Path):

@@ -5,7 +5,7 @@ import time
 import pytest
 from gradio_client import Client
 
-from conftest import fast_overrides
+from helpers import fast_overrides
 
 
 @pytest.fixture(scope="module")
