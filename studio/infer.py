@@ -19,6 +19,9 @@ from studio.paths import resolve_model_path
 
 
 def load_for_inference(source: str | Path):
+    import transformers
+
+    transformers.utils.logging.disable_progress_bar()
     path = Path(resolve_model_path(str(source)))
     if (path / "adapter_config.json").exists():
         from peft import AutoPeftModelForCausalLM
@@ -48,3 +51,42 @@ def generate_answers(model, tokenizer, prompts: list[list[dict]], max_new_tokens
         new_tokens = out[:, batch["input_ids"].shape[1]:]
         answers += [t.strip() for t in tokenizer.batch_decode(new_tokens, skip_special_tokens=True)]
     return answers
+
+
+class ModelCache:
+    """Keeps the most recently used models in memory so a chat does not reload every turn."""
+
+    def __init__(self, size: int = 2):
+        self.size = size
+        self._models: dict[str, tuple] = {}
+        self._lock = __import__("threading").Lock()
+
+    def get(self, source: str):
+        with self._lock:
+            if source not in self._models:
+                if len(self._models) >= self.size:
+                    self._models.pop(next(iter(self._models)))
+                self._models[source] = load_for_inference(source)
+            return self._models[source]
+
+
+def stream_reply(model, tokenizer, messages: list[dict], max_new_tokens: int = 128,
+                 temperature: float = 0.0, top_p: float = 1.0):
+    """Yield the growing reply text as tokens arrive (greedy when temperature is 0)."""
+    from threading import Thread
+
+    from transformers import TextIteratorStreamer
+
+    text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+    inputs = tokenizer(text, return_tensors="pt", add_special_tokens=False)
+    streamer = TextIteratorStreamer(tokenizer, skip_prompt=True, skip_special_tokens=True)
+    sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
+    kwargs = dict(**inputs, streamer=streamer, max_new_tokens=max_new_tokens,
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
+    worker = Thread(target=lambda: torch.inference_mode()(model.generate)(**kwargs), daemon=True)
+    worker.start()
+    reply = ""
+    for piece in streamer:
+        reply += piece
+        yield reply
+    worker.join()

@@ -150,7 +150,13 @@ def run_training(cfg: StudioConfig, run: Run, stop_event: threading.Event | None
     run.update_status(state="running", phase="loading model", message="Loading the base model",
                       started_at=time.time())
     try:
+        import datasets
+        import transformers
         from trl import SFTTrainer
+
+        # Progress lives in the run folder; library progress bars would only clutter the terminal.
+        datasets.disable_progress_bars()
+        transformers.utils.logging.disable_progress_bar()
 
         plan = device_plan(cfg.train, cfg.method.method)
         run.log(f"device plan: {plan}")

@@ -16,7 +16,7 @@ from pathlib import Path
 import gradio as gr
 
 from studio.errors import explain
-from studio.ui import data_tab, runs_tab, train_tab
+from studio.ui import chat_tab, data_tab, runs_tab, train_tab
 from studio.jobs import warm_up
 from studio.workspace import Workspace
 
@@ -75,13 +75,12 @@ def build_app(ws: Workspace) -> gr.Blocks:
                             "each run under `data/test.jsonl`) arrives in the next release.",
                             elem_classes="tab-intro")
             with gr.Tab("Chat", id="chat"):
-                gr.Markdown("Chatting with a trained run, and comparing two adapters side by side, "
-                            "arrives in the next release.", elem_classes="tab-intro")
+                chat = chat_tab.build(ws)
             with gr.Tab("Runs", id="runs"):
                 runs = runs_tab.build(ws)
         with data_slot:
             data = data_tab.build(ws, train["fields"])
-        for part in (train, runs, data):
+        for part in (train, runs, data, chat):
             fn, inputs, outputs = part["load"]
             demo.load(fn, inputs, outputs, api_visibility="private")
         add_api(ws)
