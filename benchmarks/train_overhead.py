@@ -43,7 +43,7 @@ def plain_trl(steps: int, out: Path) -> float:
                      per_device_eval_batch_size=SETTINGS["batch_size"], learning_rate=SETTINGS["learning_rate"],
                      lr_scheduler_type="cosine", warmup_steps=0.05, max_length=SETTINGS["max_length"],
                      logging_steps=1, eval_strategy="steps", eval_steps=max(1, steps // 10),
-                     save_strategy="no", bf16=False, use_cpu=True, gradient_checkpointing=False,
+                     save_strategy="no", bf16=False, use_cpu=True, activation_checkpointing=False,
                      report_to="none", disable_tqdm=True, seed=SETTINGS["seed"])
     trainer = SFTTrainer(model=model, args=args, train_dataset=Dataset.from_list(train),
                          eval_dataset=Dataset.from_list(val), processing_class=tokenizer,

@@ -123,7 +123,7 @@ def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, has_
         bf16=plan["bf16"],
         fp16=plan["fp16"],
         use_cpu=plan["device"] == "cpu",
-        gradient_checkpointing=plan["gradient_checkpointing"],
+        activation_checkpointing=plan["gradient_checkpointing"],  # transformers 5 name
         seed=t.seed,
         report_to="none",
         disable_tqdm=True,

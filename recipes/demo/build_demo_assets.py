@@ -10,7 +10,7 @@ needs:
   (alpaca format).
 * ``assets/data/demo_dpo.json`` - 120 English preference pairs
   (``{"prompt", "chosen", "rejected"}``).
-* ``assets/model/``             - a tiny ``LlamaForCausalLM`` base model (~1.2M
+* ``assets/model/``             - a tiny ``LlamaForCausalLM`` base model (~1.3M
   parameters, fp32 safetensors) with a byte-level BPE tokenizer trained here and a
   ChatML chat template. The model is *pretrained* here on a synthetic plain-prose
   corpus (English + Chinese) stating the same kinds of facts as the datasets, but
@@ -19,7 +19,7 @@ needs:
   fine-tune on ``demo_en.json`` visibly changes its behaviour, which is exactly
   what the demo is meant to show.
 
-Run from the repository root (CPU only, about 6-8 minutes on 2 cores):
+Run from the repository root (CPU only, about 6 minutes on 2 cores):
 
     .venv/bin/python recipes/demo/build_demo_assets.py
 
@@ -57,6 +57,14 @@ DATA_DIR = ROOT / "assets" / "data"
 MODEL_DIR = ROOT / "assets" / "model"
 
 SEED = 20240601
+
+# Model pretraining. A step takes ~0.17 s on 2 CPU cores (documents average ~51
+# tokens), so pretraining takes ~5-6 minutes.
+SEQ_LEN = 128  # longest training document, eos included
+BATCH = 32  # documents per step
+PRETRAIN_STEPS = 2000  # ~3.3 passes over the ~1M-token corpus
+PEAK_LR = 3e-3
+WARMUP = 100
 
 # ---------------------------------------------------------------------------
 # Special tokens and chat template
@@ -386,8 +394,7 @@ def sample_dataset(families: dict[str, list[dict]], quotas: dict[str, int], rng:
 def build_dpo(rng: random.Random, n: int = 120) -> list[dict]:
     """English preference pairs: chosen = correct, well-formed answer;
     rejected = a wrong answer in the same template, or a sloppy/unhelpful one."""
-    f = en_families()
-    cands: list[dict] = []
+    cands: list[tuple[str, str, str, str]] = []  # (family, prompt, chosen, rejected)
 
     def sloppy(correct_short: str) -> str:
         return rng.choice([
@@ -436,7 +443,6 @@ def build_dpo(rng: random.Random, n: int = 120) -> list[dict]:
         bad = EN_DAYS[(i + 2) % 7]
         cands.append(("calendar", f"What day comes after {d}?", f"The day after {d} is {nxt}.",
                       f"The day after {d} is {bad}."))
-    del f
     rng.shuffle(cands)
     # Keep the families balanced: round-robin over families until n pairs.
     by_fam: dict[str, list] = {}
@@ -468,12 +474,14 @@ EN_OBJECTS = ["ball", "kite", "hat", "box", "book", "cup", "bike", "boat", "coat
 EN_PLACES = ["park", "garden", "kitchen", "forest", "school", "river", "farm", "market", "beach", "library"]
 EN_ACTIVITIES = [("play", "played"), ("read", "read"), ("run", "ran"), ("sing", "sang"), ("draw", "drew"),
                  ("swim", "swam"), ("dance", "danced"), ("walk", "walked"), ("cook", "cooked"), ("paint", "painted")]
+EN_GIFTS = ["a banana", "a lemon", "a tomato", "a strawberry", "a cherry", "a carrot", "a pumpkin",
+            "an orange", "a grape", "a plum", "a cucumber"]
 EN_FEELINGS = ["happy", "tired", "hungry", "glad", "sleepy", "proud", "excited", "calm"]
 EN_WEATHER = ["sunny", "rainy", "windy", "cold", "warm", "cloudy", "snowy", "bright"]
 
 
-def en_fact_sentences(rng: random.Random) -> list[str]:
-    """One random phrasing of one random fact."""
+def en_fact_phrasings(rng: random.Random) -> list[str]:
+    """All phrasings of one random fact (the caller picks one or two)."""
     kind = rng.choice(["add", "add", "sub", "mul", "opp", "opp", "colour", "sound", "plural", "plural",
                        "calendar", "count", "cmp_num", "cmp_animal"])
     w = num_word
@@ -484,109 +492,129 @@ def en_fact_sentences(rng: random.Random) -> list[str]:
     if kind == "add":
         a, b = rng.randint(0, 12), rng.randint(0, 12)
         s = a + b
-        return [rng.choice([
+        return ([
             f"{cap(n(a))} and {n(b)} make {n(s)}.",
             f"Adding {n(a)} and {n(b)} gives {n(s)}.",
             f"If you put {n(a)} apples with {n(b)} more apples, you have {n(s)} apples.",
             f"{cap(n(s))} is {n(b)} more than {n(a)}.",
             f"Together, {n(a)} and {n(b)} come to {n(s)}.",
             f"{cap(n(a))} plus {n(b)} equals {n(s)}.",
-        ])]
+        ])
     if kind == "sub":
         a = rng.randint(1, 15)
         b = rng.randint(0, a)
         d = a - b
-        return [rng.choice([
+        return ([
             f"Take {n(b)} away from {n(a)} and {n(d)} is left.",
             f"If you have {n(a)} sweets and eat {n(b)}, then {n(d)} sweets remain.",
             f"{cap(n(d))} is {n(b)} less than {n(a)}.",
             f"{cap(n(a))} minus {n(b)} leaves {n(d)}.",
-        ])]
+        ])
     if kind == "mul":
         a, b = rng.randint(2, 9), rng.randint(2, 9)
         p = a * b
-        return [rng.choice([
+        return ([
             f"{cap(n(a))} groups of {n(b)} make {n(p)}.",
             f"Multiply {n(a)} by {n(b)} and you get {n(p)}.",
             f"{cap(n(a))} times {n(b)} equals {n(p)}.",
             f"There are {n(p)} legs on {n(a)} animals with {n(b)} legs each.",
-        ])]
+        ])
     if kind == "opp":
         x, y = rng.choice(EN_OPPOSITES)
         if rng.random() < 0.5:
             x, y = y, x
-        return [rng.choice([
+        return ([
             f"{cap(x)} and {y} are opposites.",
             f"The words {x} and {y} mean opposite things.",
             f"{cap(y)} is the reverse of {x}.",
             f"We learn opposite words in pairs, like {x} and {y}.",
-        ])]
+        ])
     if kind == "colour":
         phrase, noun, colour = rng.choice(EN_COLOURS)
-        return [rng.choice([
+        return ([
             f"The colour of {phrase[0].lower() + phrase[1:]} is {colour}.",
-            f"{cap(colour)} is the colour of {noun}.",
+            f"{cap(colour)} is the colour of {phrase[0].lower() + phrase[1:]}.",
             f"When you look at {noun}, you see the colour {colour}.",
             f"Children often paint {noun} {colour}.",
-        ])]
+        ])
     if kind == "sound":
         animal, sound = rng.choice(EN_SOUNDS)
-        return [rng.choice([
+        return ([
             f"The {animal.split()[1]} goes {sound}.",
             f"You can hear {animal} go {sound}, {sound}.",
             f"\"{cap(sound)}!\" went the {animal.split()[1]}.",
             f"On the farm, {animal} makes a {sound} sound.",
-        ])]
+        ])
     if kind == "plural":
         s, p = rng.choice(EN_PLURALS)
-        return [rng.choice([
+        return ([
             f"One {s}, two {p}.",
             f"There is one {s} here and there are many {p} there.",
             f"We say {p} when there is more than one {s}.",
             f"I saw a {s}, and then I saw three {p}.",
-        ])]
+            f"For more than one {s}, use the plural word {p}.",
+        ])
     if kind == "calendar":
-        seq, unit = (EN_DAYS, "day") if rng.random() < 0.5 else (EN_MONTHS, "month")
+        seq = EN_DAYS if rng.random() < 0.5 else EN_MONTHS
         i = rng.randrange(len(seq))
         a, b = seq[i], seq[(i + 1) % len(seq)]
-        return [rng.choice([
+        return ([
             f"{a} is followed by {b}.",
             f"After {a} comes {b}.",
             f"{b} comes right after {a}.",
             f"First it is {a}, and then it is {b}.",
-        ])]
+            f"{a} comes just before {b}.",
+        ])
     if kind == "count":
         start = rng.randint(0, 95)
         k = rng.randint(3, 6)
         nums = list(range(start, start + k))
-        return [rng.choice([
+        return ([
             ", ".join(str(v) for v in nums) + ".",
             cap(", ".join(w(v) for v in nums)) + ".",
             f"When we count, {nums[1]} follows {nums[0]}.",
+            f"We count {nums[0]} just before we count {nums[1]}.",
             f"{cap(w(nums[0]))} is one less than {w(nums[1])}.",
-        ])]
+        ])
     if kind == "cmp_num":
         a, b = rng.sample(range(0, 21), 2)
         hi, lo = max(a, b), min(a, b)
-        return [rng.choice([
+        return ([
             f"{cap(n(hi))} is more than {n(lo)}.",
             f"{cap(n(lo))} is less than {n(hi)}.",
             f"{cap(n(hi))} is a larger number than {n(lo)}.",
-        ])]
+        ])
     i, j = sorted(rng.sample(range(len(EN_ANIMAL_SIZES)), 2))
     big, small = EN_ANIMAL_SIZES[i][0], EN_ANIMAL_SIZES[j][0]
-    return [rng.choice([
+    return ([
         f"{cap(big)} is much larger than {small}.",
         f"Next to {big}, {small} looks tiny.",
         f"{cap(small)} is little compared with {big}.",
-    ])]
+    ])
+
+
+def invented_name(rng: random.Random) -> str:
+    """A made-up name like "Bami" or "Tolek". The model cannot know it, so the
+    only way to predict its later mentions is to copy it from earlier in the
+    text: this trains the in-context copying ("induction") that a fine-tuned
+    model needs to echo the words of a question in its answer."""
+    cons, vows = "bdfgklmnprstvz", "aeiou"
+    syl = [rng.choice(cons) + rng.choice(vows) for _ in range(rng.randint(2, 3))]
+    if rng.random() < 0.3:
+        syl.append(rng.choice(cons))
+    return cap("".join(syl))
 
 
 def en_story(rng: random.Random) -> list[str]:
     (name, pron), (name2, _) = rng.sample(EN_NAMES, 2)
+    if rng.random() < 0.5:
+        name = invented_name(rng)
+    if rng.random() < 0.5:
+        name2 = invented_name(rng)
     obj, place = rng.choice(EN_OBJECTS), rng.choice(EN_PLACES)
     act, act_past = rng.choice(EN_ACTIVITIES)
-    _, colour_name, colour = rng.choice(EN_COLOURS)
+    _, _, colour = rng.choice(EN_COLOURS)
+    gift = rng.choice(EN_GIFTS)
     animal, sound = rng.choice(EN_SOUNDS)
     day = rng.choice(EN_DAYS)
     pool = [
@@ -595,14 +623,22 @@ def en_story(rng: random.Random) -> list[str]:
         f"It was a {rng.choice(EN_WEATHER)} day.",
         f"On {day}, {name} and {name2} went to the {place}.",
         f"They {act_past} until it was dark.",
+        f"{name} took the {colour} {obj} to the {place}.",
         f"In the {place}, {name} saw {animal}.",
         f"The {animal.split()[1]} said {sound}.",
         f"{name} was very {rng.choice(EN_FEELINGS)}.",
-        f"{name2} gave {name} a {colour_name}.",
+        f"The {obj} of {name2} is {rng.choice(['bigger', 'smaller'])} than the {obj} of {name}.",
+        f"{name2} gave {name} {gift}.",
         f"Then {pron} went home and ate dinner.",
+        f"This is the {obj} of {name}, and {name} likes it a lot.",
+        f"\"Give the {obj} to {name2},\" said {name}.",
+        f"{name} can write the word {obj}.",
+        f"What a {rng.choice(EN_WEATHER)} day it was for {name}!",
+        f"{name2} asked the assistant in the {place} for a {obj}.",
+        f"{name} is a happy user of the {place}.",
     ]
-    k = rng.randint(3, 6)
-    idx = sorted(rng.sample(range(len(pool)), k))  # keep story order
+    # Always start with the sentence that introduces the character, keep story order.
+    idx = [0] + sorted(rng.sample(range(1, len(pool)), rng.randint(2, 5)))
     return [pool[i] for i in idx]
 
 
@@ -610,132 +646,236 @@ ZH_NAMES = ["小明", "小红", "小华", "小丽", "小刚", "小美", "大伟"
 ZH_OBJECTS = ["球", "风筝", "帽子", "盒子", "书", "杯子", "自行车", "小船", "书包", "铅笔"]
 ZH_PLACES = ["公园", "花园", "厨房", "森林", "学校", "河边", "农场", "市场", "海边", "图书馆"]
 ZH_ACTIVITIES = ["玩", "看书", "跑步", "唱歌", "画画", "游泳", "跳舞", "散步", "做饭", "写字"]
+ZH_GIFTS = ["香蕉", "柠檬", "番茄", "草莓", "樱桃", "胡萝卜", "南瓜", "橙子", "黄瓜"]
 ZH_FEELINGS = ["开心", "累", "饿", "高兴", "困", "骄傲", "兴奋", "安静"]
 ZH_WEATHER = ["晴天", "雨天", "大风天", "阴天", "雪天"]
 
 
-def zh_fact_sentences(rng: random.Random) -> list[str]:
+def zh_fact_phrasings(rng: random.Random) -> list[str]:
     kind = rng.choice(["add", "add", "sub", "mul", "opp", "opp", "colour", "sound", "calendar", "count",
                        "cmp_num", "cmp_animal"])
 
     def n(x: int) -> str:
         return str(x) if rng.random() < 0.6 else zh_num(x)
 
+    def cnt(x: int) -> str:  # a number before a measure word: 两个, not 二个
+        return "两" if x == 2 and rng.random() >= 0.6 else n(x)
+
     if kind == "add":
         a, b = rng.randint(0, 12), rng.randint(0, 12)
         s = a + b
-        return [rng.choice([
+        return ([
             f"{n(a)}和{n(b)}合起来是{n(s)}。",
             f"{n(a)}加上{n(b)}得{n(s)}。",
-            f"把{n(a)}个苹果和{n(b)}个苹果放在一起，一共有{n(s)}个苹果。",
+            f"把{cnt(a)}个苹果和{cnt(b)}个苹果放在一起，一共有{cnt(s)}个苹果。",
             f"{n(s)}比{n(a)}多{n(b)}。",
-        ])]
+            f"{n(a)}加{n(b)}等于{n(s)}。",
+        ])
     if kind == "sub":
         a = rng.randint(1, 15)
         b = rng.randint(0, a)
         d = a - b
-        return [rng.choice([
+        return ([
             f"{n(a)}减去{n(b)}还剩{n(d)}。",
-            f"从{n(a)}块糖里拿走{n(b)}块，还剩下{n(d)}块。",
+            f"从{cnt(a)}块糖里拿走{cnt(b)}块，还剩下{cnt(d)}块。",
             f"{n(d)}比{n(a)}少{n(b)}。",
-        ])]
+            f"{n(a)}减{n(b)}等于{n(d)}。",
+        ])
     if kind == "mul":
         a, b = rng.randint(2, 9), rng.randint(2, 9)
         p = a * b
-        return [rng.choice([
-            f"{n(a)}个{n(b)}是{n(p)}。",
+        return ([
+            f"{cnt(a)}个{n(b)}是{n(p)}。",
             f"{n(a)}乘以{n(b)}得{n(p)}。",
-            f"{zh_num(a)}{zh_num(b)}得{zh_num(p)}。" if a <= b else f"{n(b)}个{n(a)}也是{n(p)}。",
-        ])]
+            f"{n(a)}乘{n(b)}等于{n(p)}。",
+            f"{zh_num(a)}{zh_num(b)}得{zh_num(p)}。" if a <= b else f"{cnt(b)}个{n(a)}也是{n(p)}。",
+        ])
     if kind == "opp":
         x, y = rng.choice(ZH_OPPOSITES)
         if rng.random() < 0.5:
             x, y = y, x
-        return [rng.choice([
+        return ([
             f"{x}和{y}意思相反。",
             f"“{x}”和“{y}”是一对反义词。",
             f"{y}的意思跟{x}正好相反。",
-        ])]
+            f"我们学反义词的时候，会把{x}和{y}放在一起学。",
+        ])
     if kind == "colour":
         thing, colour = rng.choice(ZH_COLOURS)
-        return [rng.choice([
+        return ([
             f"{thing}的颜色是{colour}。",
             f"{colour}的{thing}很常见。",
             f"小朋友画{thing}的时候常常用{colour}。",
-        ])]
+            f"我们看到的{thing}是{colour}的，颜色很好看。",
+        ])
     if kind == "sound":
         animal, sound = rng.choice(ZH_SOUNDS)
-        return [rng.choice([
+        return ([
             f"{animal}会{sound}地叫。",
             f"我听到{animal}在叫：{sound}，{sound}。",
             f"农场里的{animal}发出{sound}的声音。",
-        ])]
+            f"{animal}的叫声听起来像“{sound}”。",
+        ])
     if kind == "calendar":
-        seq = ZH_DAYS if rng.random() < 0.5 else ZH_MONTHS
+        days = rng.random() < 0.5
+        seq = ZH_DAYS if days else ZH_MONTHS
         i = rng.randrange(len(seq))
         a, b = seq[i], seq[(i + 1) % len(seq)]
-        return [rng.choice([
+        return ([
             f"{a}过了就是{b}。",
             f"{b}紧跟在{a}后面。",
             f"先是{a}，然后是{b}。",
-        ])]
+            f"{a}过去以后，第二天就是{b}。" if days else f"过完{a}，下一个月就是{b}。",
+        ])
     if kind == "count":
         start = rng.randint(0, 95)
         k = rng.randint(3, 6)
         nums = list(range(start, start + k))
-        return [rng.choice([
+        return ([
             "，".join(str(v) for v in nums) + "。",
             "、".join(zh_num(v) for v in nums) + "。",
             f"数完{nums[0]}就数{nums[1]}。",
-        ])]
+            f"数到{nums[0]}，接下来的数就是{nums[1]}。",
+        ])
     if kind == "cmp_num":
         a, b = rng.sample(range(0, 21), 2)
         hi, lo = max(a, b), min(a, b)
-        return [rng.choice([f"{n(hi)}大于{n(lo)}。", f"{n(lo)}小于{n(hi)}。", f"{n(hi)}是比{n(lo)}更大的数。"])]
+        return ([f"{n(hi)}大于{n(lo)}。", f"{n(lo)}小于{n(hi)}。", f"{n(hi)}是比{n(lo)}更大的数。"])
     i, j = sorted(rng.sample(range(len(ZH_ANIMAL_SIZES)), 2))
     big, small = ZH_ANIMAL_SIZES[i], ZH_ANIMAL_SIZES[j]
-    return [rng.choice([f"和{big}相比，{small}显得很小。", f"{big}的个子远远超过{small}。", f"{small}站在{big}旁边，看起来小小的。"])]
+    return ([f"和{big}相比，{small}显得很小。", f"{big}的个子比{small}大得多。", f"{small}站在{big}旁边，看起来小小的。"])
+
+
+ZH_NAME_CHARS = "芳龙娜涛婷杰萍强燕斌霞磊静鹏玲浩琳超颖航雪峰晨阳欣宇佳轩梅亮"
 
 
 def zh_story(rng: random.Random) -> list[str]:
     name, name2 = rng.sample(ZH_NAMES, 2)
+    # Invented names, as in en_story, to train copying from context.
+    if rng.random() < 0.5:
+        name = rng.choice("小阿") + rng.choice(ZH_NAME_CHARS)
+    if rng.random() < 0.5:
+        name2 = "".join(rng.sample(ZH_NAME_CHARS, 2))
     obj, place, act = rng.choice(ZH_OBJECTS), rng.choice(ZH_PLACES), rng.choice(ZH_ACTIVITIES)
-    thing, colour = rng.choice(ZH_COLOURS)
+    _, colour = rng.choice(ZH_COLOURS)
+    gift = rng.choice(ZH_GIFTS)
     animal, sound = rng.choice(ZH_SOUNDS)
     pool = [
-        f"{name}有一个{colour[0]}色的{obj}。",
+        f"{name}有一个{colour}的{obj}。",
         f"{name}喜欢在{place}{act}。",
         f"今天是{rng.choice(ZH_WEATHER)}。",
         f"{rng.choice(ZH_DAYS)}，{name}和{name2}一起去了{place}。",
         f"他们在那里{act}，一直到天黑。",
+        f"{name}带着{colour}的{obj}去了{place}。",
         f"在{place}里，{name}看见了一只{animal}。",
         f"{animal}{sound}地叫了起来。",
         f"{name}觉得很{rng.choice(ZH_FEELINGS)}。",
-        f"{name2}送给{name}一个{thing}。",
+        f"{name2}送给{name}一个{gift}。",
         "然后他们回家吃晚饭了。",
+        f"这是{name}的{obj}，{name}很喜欢它。",
+        f"{name}说：“把{obj}给{name2}吧。”",
+        f"{name}会写“{obj}”这个词。",
     ]
-    k = rng.randint(3, 6)
-    idx = sorted(rng.sample(range(len(pool)), k))
+    idx = [0] + sorted(rng.sample(range(1, len(pool)), rng.randint(2, 5)))
     return [pool[i] for i in idx]
 
 
-def build_corpus(rng: random.Random, n_docs_per_lang: int) -> list[str]:
-    """Short plain-text documents: a few facts and/or a small story each."""
+def make_doc(rng: random.Random, story, fact_phrasings, sep: str) -> list[str]:
+    """One short plain-text document, as a list of sentences: maybe a small
+    story, then facts.
+
+    A fact is sometimes stated twice in different words, so the model sees the
+    same words recur within a text and learns to copy from its context (which
+    it later needs to echo a question's words in its answer)."""
+    sents: list[str] = []
+    if rng.random() < 0.35:
+        sents += story(rng)
+    target = rng.randint(2, 12)
+    while len(sents) < target:
+        phrasings = fact_phrasings(rng)
+        sents += rng.sample(phrasings, 2 if rng.random() < 0.4 else 1)
+    return sents
+
+
+def en_glossary(rng: random.Random) -> list[str]:
+    """A word list such as "Opposites:\nhot - cold\nbig - small". Besides
+    more facts, it shows words at the start of a line (no leading space), which
+    is how a one-word `input` appears in a chat prompt."""
+    kind = rng.randrange(6)
+    k = rng.randint(3, 9)
+    if kind == 0:
+        lines = ["Opposites:"] + [f"{x} - {y}" if rng.random() < 0.5 else f"{y} - {x}"
+                                  for x, y in rng.sample(EN_OPPOSITES, k)]
+    elif kind == 1:
+        lines = ["Plurals:"] + [f"{w} - {p}" for w, p in rng.sample(EN_PLURALS, k)]
+    elif kind == 2:
+        lines = ["Colours:"] + [f"{noun} - {c}" for _, noun, c in rng.sample(EN_COLOURS, k)]
+    elif kind == 3:
+        lines = ["Animal sounds:"] + [f"{a.split()[1]} - {snd}" for a, snd in rng.sample(EN_SOUNDS, k)]
+    elif kind == 4:
+        seq, title = (EN_DAYS, "Days of the week:") if rng.random() < 0.5 else (EN_MONTHS, "Months:")
+        i = rng.randrange(len(seq))
+        lines = [title] + [seq[(i + j) % len(seq)] for j in range(min(k, len(seq)))]
+    else:
+        i = rng.randint(0, 90)
+        lines = ["Counting:"] + [str(i + j) for j in range(k)]
+    return [line + "\n" for line in lines[:-1]] + [lines[-1]]
+
+
+def zh_glossary(rng: random.Random) -> list[str]:
+    kind = rng.randrange(5)
+    k = rng.randint(3, 9)
+    if kind == 0:
+        lines = ["反义词："] + [f"{x} - {y}" if rng.random() < 0.5 else f"{y} - {x}"
+                                for x, y in rng.sample(ZH_OPPOSITES, k)]
+    elif kind == 1:
+        lines = ["颜色："] + [f"{t} - {c}" for t, c in rng.sample(ZH_COLOURS, k)]
+    elif kind == 2:
+        lines = ["动物的叫声："] + [f"{a} - {snd}" for a, snd in rng.sample(ZH_SOUNDS, k)]
+    elif kind == 3:
+        seq, title = (ZH_DAYS, "一个星期：") if rng.random() < 0.5 else (ZH_MONTHS, "月份：")
+        i = rng.randrange(len(seq))
+        lines = [title] + [seq[(i + j) % len(seq)] for j in range(min(k, len(seq)))]
+    else:
+        i = rng.randint(0, 90)
+        lines = ["数数："] + [str(i + j) for j in range(k)]
+    return [line + "\n" for line in lines[:-1]] + [lines[-1]]
+
+
+GLOSSARY_SHARE = 0.12
+
+
+def build_corpus(rng: random.Random, n_en: int, n_zh: int) -> list[list[str]]:
+    """Interleaved English and Chinese documents (fixed order), each a list of
+    sentences (or lines); `fit_docs` joins them once the tokenizer exists."""
+    langs = ["en"] * n_en + ["zh"] * n_zh
+    rng.shuffle(langs)
     docs = []
-    for _ in range(n_docs_per_lang):
-        sents: list[str] = []
-        if rng.random() < 0.35:
-            sents += en_story(rng)
-        while len(sents) < rng.randint(3, 8):
-            sents += en_fact_sentences(rng)
-        docs.append(" ".join(sents))
-        sents = []
-        if rng.random() < 0.35:
-            sents += zh_story(rng)
-        while len(sents) < rng.randint(3, 8):
-            sents += zh_fact_sentences(rng)
-        docs.append("".join(sents))
+    for lang in langs:
+        if rng.random() < GLOSSARY_SHARE:
+            docs.append(en_glossary(rng) if lang == "en" else zh_glossary(rng))
+        elif lang == "en":
+            docs.append(make_doc(rng, en_story, en_fact_phrasings, " "))
+        else:
+            docs.append(make_doc(rng, zh_story, zh_fact_phrasings, ""))
     return docs
+
+
+def join_doc(sents: list[str]) -> str:
+    # Chinese sentences and word-list lines (which end in a newline) are joined
+    # directly; English sentences with a space.
+    is_zh = any("\u4e00" <= ch <= "\u9fff" for ch in sents[0])
+    return ("" if is_zh or sents[0].endswith("\n") else " ").join(sents)
+
+
+def fit_docs(docs: list[list[str]], tokenizer) -> list[str]:
+    """Drop trailing sentences until each document plus eos fits in SEQ_LEN."""
+    out = []
+    for sents in docs:
+        while len(sents) > 1 and len(tokenizer(join_doc(sents), add_special_tokens=False)["input_ids"]) >= SEQ_LEN:
+            sents = sents[:-1]
+        out.append(join_doc(sents))
+    return out
 
 
 # ---------------------------------------------------------------------------
@@ -778,26 +918,34 @@ def train_tokenizer(docs: list[str]) -> PreTrainedTokenizerFast:
 # ---------------------------------------------------------------------------
 # Model pretraining
 # ---------------------------------------------------------------------------
-SEQ_LEN = 128
-BATCH = 32
-PRETRAIN_STEPS = 700
-PEAK_LR = 3e-3
-WARMUP = 50
+def pack_batches(rows: list[list[int]], rng: random.Random) -> list[list[list[int]]]:
+    """One epoch of batches. Rows are grouped with rows of similar length (within
+    windows of 50 batches) so little compute is spent on padding."""
+    order = list(range(len(rows)))
+    rng.shuffle(order)
+    window = BATCH * 50
+    batches = []
+    for w in range(0, len(order), window):
+        chunk = sorted(order[w: w + window], key=lambda i: len(rows[i]))
+        batches += [[rows[i] for i in chunk[b: b + BATCH]] for b in range(0, len(chunk), BATCH)]
+    rng.shuffle(batches)
+    return [b for b in batches if len(b) == BATCH]
 
 
 def pretrain(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> LlamaForCausalLM:
     eos_id = tokenizer.convert_tokens_to_ids(IM_END)
     pad_id = tokenizer.convert_tokens_to_ids(PAD)
-    # Documents are separated by the eos token <|im_end|> (as base models use
-    # their end-of-text token), so the base already knows how to end a text; it
-    # never sees <|im_start|> or role headers.
-    ids: list[int] = []
-    for enc in tokenizer(docs, add_special_tokens=False)["input_ids"]:
-        ids.extend(enc)
-        ids.append(eos_id)
-    n_blocks = len(ids) // SEQ_LEN
-    data = torch.tensor(ids[: n_blocks * SEQ_LEN], dtype=torch.long).view(n_blocks, SEQ_LEN)
-    print(f"corpus: {len(docs)} docs, {len(ids):,} tokens, {n_blocks} blocks of {SEQ_LEN}")
+    # Each training row is ONE document followed by the eos token <|im_end|>,
+    # right-padded (pads are excluded from the loss). Documents are not packed
+    # together: with packing the model learns that text before an <|im_end|> is
+    # irrelevant, and it would then ignore the user's message that precedes
+    # "<|im_end|>\n<|im_start|>assistant\n" in a chat prompt. Trained this way
+    # the base knows how to end a text, still reads its whole context, and never
+    # sees <|im_start|> or role headers.
+    rows = [enc + [eos_id] for enc in tokenizer(docs, add_special_tokens=False)["input_ids"]]
+    assert max(len(r) for r in rows) <= SEQ_LEN
+    print(f"corpus: {len(docs)} docs, {sum(len(r) for r in rows):,} tokens, "
+          f"mean {sum(len(r) for r in rows) / len(rows):.0f} tokens/doc")
 
     config = LlamaConfig(
         vocab_size=len(tokenizer),
@@ -812,14 +960,13 @@ def pretrain(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> LlamaForCau
         bos_token_id=None,  # the tokenizer has no BOS token
         eos_token_id=eos_id,
         pad_token_id=pad_id,
-        torch_dtype="float32",
     )
     torch.manual_seed(SEED)
     model = LlamaForCausalLM(config)
     print(f"model parameters: {sum(p.numel() for p in model.parameters()):,}")
 
-    decay = [p for n_, p in model.named_parameters() if p.dim() >= 2]
-    no_decay = [p for n_, p in model.named_parameters() if p.dim() < 2]
+    decay = [p for p in model.parameters() if p.dim() >= 2]
+    no_decay = [p for p in model.parameters() if p.dim() < 2]
     opt = torch.optim.AdamW(
         [{"params": decay, "weight_decay": 0.1}, {"params": no_decay, "weight_decay": 0.0}],
         lr=PEAK_LR, betas=(0.9, 0.95),
@@ -831,19 +978,22 @@ def pretrain(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> LlamaForCau
         t = (step - WARMUP) / max(1, PRETRAIN_STEPS - WARMUP)
         return PEAK_LR * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * t)))
 
-    g = torch.Generator().manual_seed(SEED)
-    order = torch.randperm(n_blocks, generator=g)
-    pos = 0
+    batch_rng = random.Random(SEED + 5)
+    batches: list = []
     model.train()
     t0 = time.time()
     for step in range(PRETRAIN_STEPS):
-        if pos + BATCH > n_blocks:  # next epoch, new fixed-seed permutation
-            order, pos = torch.randperm(n_blocks, generator=g), 0
-        batch = data[order[pos: pos + BATCH]]
-        pos += BATCH
+        if not batches:  # new epoch, new fixed-seed order
+            batches = pack_batches(rows, batch_rng)
+        batch = batches.pop()
+        width = max(len(r) for r in batch)
+        input_ids = torch.tensor([r + [pad_id] * (width - len(r)) for r in batch])
+        labels = torch.tensor([r + [-100] * (width - len(r)) for r in batch])
+        # Right padding under a causal mask: real tokens never attend to pads,
+        # so no attention mask is needed.
         for group in opt.param_groups:
             group["lr"] = lr_at(step)
-        loss = model(input_ids=batch, labels=batch).loss
+        loss = model(input_ids=input_ids, labels=labels).loss
         loss.backward()
         torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
         opt.step()
@@ -884,8 +1034,9 @@ def main() -> None:
     print(f"datasets: en={len(en)} zh={len(zh)} dpo={len(dpo)}")
 
     # 2. Corpus + tokenizer.
-    docs = build_corpus(random.Random(SEED + 4), n_docs_per_lang=12000)
-    tokenizer = train_tokenizer(docs)
+    sentence_docs = build_corpus(random.Random(SEED + 4), n_en=10000, n_zh=10000)
+    tokenizer = train_tokenizer([join_doc(d) for d in sentence_docs])
+    docs = fit_docs(sentence_docs, tokenizer)
     print(f"tokenizer: vocab {len(tokenizer)}, pad={tokenizer.pad_token_id}, eos={tokenizer.eos_token_id}")
 
     # 3. Pretraining.
