@@ -20,7 +20,7 @@ from pathlib import Path
 
 from datasets import Dataset
 from peft import LoraConfig
-from transformers import AutoModelForCausalLM
+from transformers import AutoModelForCausalLM, PrinterCallback
 from trl import SFTConfig, SFTTrainer
 
 from studio.config import StudioConfig, apply_overrides
@@ -50,6 +50,7 @@ def plain_trl(steps: int, out: Path) -> float:
                          peft_config=LoraConfig(r=SETTINGS["lora_r"], lora_alpha=SETTINGS["lora_alpha"],
                                                 lora_dropout=SETTINGS["lora_dropout"],
                                                 target_modules="all-linear", task_type="CAUSAL_LM"))
+    trainer.remove_callback(PrinterCallback)  # no per-step printing on either side
     began = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - began

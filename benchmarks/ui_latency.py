@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT / "tests"))
 from helpers import CHROMIUM, CHROMIUM_ARGS, free_port  # noqa: E402
 
-BARE = "import gradio as gr, sys; gr.Blocks().launch(server_port=int(sys.argv[1]))"
+BARE = ("import gradio as gr, sys\nwith gr.Blocks() as demo:\n    gr.Markdown('hello')\n"
+        "demo.launch(server_port=int(sys.argv[1]))")
 
 
 def time_to_200(cmd: list[str], port: int) -> tuple[float, subprocess.Popen]:

@@ -80,6 +80,9 @@ def build_app(ws: Workspace) -> gr.Blocks:
                 runs = runs_tab.build(ws)
         with data_slot:
             data = data_tab.build(ws, train["fields"])
+        select_run, chat_source = chat["select_run"]
+        for button in train["to_chat"]:
+            button.click(select_run, train["run_id"], chat_source, api_visibility="private")
         for part in (train, runs, data, chat):
             fn, inputs, outputs = part["load"]
             demo.load(fn, inputs, outputs, api_visibility="private")

@@ -25,7 +25,7 @@ def build(ctx):
     cache = ModelCache()
     gr.Markdown("Talk to the base model or to a trained run.", elem_classes="tab-intro")
     with gr.Row():
-        source = gr.Dropdown(model_choices(ctx), value="demo", label="Model", scale=3)
+        source = gr.Dropdown(model_choices(ctx), value="demo", label="Model", scale=3, elem_id="chat-model")
         refresh = gr.Button("Refresh list", size="sm", scale=1)
     with gr.Accordion("Generation settings", open=False):
         with gr.Row():
@@ -61,4 +61,11 @@ def build(ctx):
                 api_visibility="private")
     clear.click(lambda: [], None, chat, api_visibility="private")
     refresh.click(lambda: gr.update(choices=model_choices(ctx)), None, source, api_visibility="private")
-    return {"load": (lambda: gr.update(choices=model_choices(ctx)), [], [source])}
+    def select_run(run_id: str):
+        """Preselect a run (from the Train tab's 'Chat with it')."""
+        run = ctx.store.get(run_id) if run_id and ctx.has_run(run_id) else None
+        output = run.output_dir() if run else None
+        return gr.update(choices=model_choices(ctx), value=str(output) if output else "demo")
+
+    return {"load": (lambda: gr.update(choices=model_choices(ctx)), [], [source]),
+            "select_run": (select_run, source)}

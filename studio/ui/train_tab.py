@@ -37,6 +37,7 @@ DATA_CHOICES = ["demo-en", "demo-zh"]
 # Empty plots are None: a LinePlot that starts from an empty DataFrame never draws its colour
 # series later (gradio 6.31), one that starts from None does.
 EMPTY_LOSS = EMPTY_LR = None
+LOSS_SERIES = {"loss": "train loss", "eval_loss": "eval loss"}
 
 
 def _clock(seconds) -> str:
@@ -68,15 +69,26 @@ def render_status(progress: dict | None, error: str = "") -> str:
             f'<div class="status-details">{details}</div>{message}</div>')
 
 
-def frames(events: list[dict]) -> tuple[pd.DataFrame, pd.DataFrame]:
+STARTING = ('<div class="status-card running"><div class="status-title">Starting…</div>'
+            '<div class="status-details">checking the settings and the model</div></div>')
+
+
+def frames(events: list[dict]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
     loss_rows = []
     lr_rows = []
     for e in events:
-        for key, series in (("loss", "train loss"), ("eval_loss", "eval loss")):
+        for key, series in LOSS_SERIES.items():
             if isinstance(e.get(key), (int, float)):
                 loss_rows.append({"step": e["step"], "value": e[key], "series": series})
         if isinstance(e.get("learning_rate"), (int, float)):
             lr_rows.append({"step": e["step"], "learning_rate": e["learning_rate"]})
+    if loss_rows:
+        # gradio 6.31's LinePlot fixes its colour series at the first draw: a series that first
+        # appears later (eval loss) is never drawn. A NaN placeholder (drawn as nothing) makes
+        # both series known from the first point on.
+        present = {row["series"] for row in loss_rows}
+        loss_rows += [{"step": loss_rows[0]["step"], "value": float("nan"), "series": series}
+                      for series in LOSS_SERIES.values() if series not in present]
     loss = pd.DataFrame(loss_rows) if loss_rows else EMPTY_LOSS
     lr = pd.DataFrame(lr_rows) if lr_rows else EMPTY_LR
     return loss, lr
@@ -163,11 +175,10 @@ def build(ctx, tabs: gr.Tabs):
         try:
             cfg = config_from_values(KEYS, values, base=initial_config())
             run = ctx.jobs.start(cfg)
-        except UserError as exc:
-            return [gr.skip()] * 3 + [render_status(None, str(exc))] + [gr.skip()] * 6 + \
-                field_updates(exc.key, str(exc))
         except Exception as exc:  # anything unexpected still becomes one line on the page
-            return [gr.skip()] * 3 + [render_status(None, explain(exc))] + [gr.skip()] * 6 + field_updates()
+            key = exc.key if isinstance(exc, UserError) else None
+            return ([gr.skip()] * 3 + [render_status(None, explain(exc))] + [gr.skip()] * 4
+                    + [gr.update(interactive=True), gr.skip()] + field_updates(key, explain(exc)))
         progress = run.progress()
         return [run.id, 0, [], render_status(progress), EMPTY_LOSS, EMPTY_LR, "", gr.update(visible=False),
                 gr.update(interactive=False), gr.update(interactive=True)] + field_updates()
@@ -176,8 +187,12 @@ def build(ctx, tabs: gr.Tabs):
         ctx.jobs.stop()
         return view(rid, off, evs)
 
-    start.click(on_start, field_list, poll_outputs + field_list, api_visibility="private",
-                concurrency_limit=None)
+    # Acknowledge the click at once (Start disabled, "Starting…"), then validate and start: the
+    # model check may wait a few seconds for the training stack's import right after launch.
+    start.click(lambda: (STARTING, gr.update(interactive=False)), None, [status, start],
+                api_visibility="private", queue=False).then(
+        on_start, field_list, poll_outputs + field_list, api_visibility="private",
+        concurrency_limit=None)
     stop.click(on_stop, [run_id, offset, events], poll_outputs, api_visibility="private",
                concurrency_limit=None)
     timer = gr.Timer(1.0)
@@ -186,5 +201,5 @@ def build(ctx, tabs: gr.Tabs):
     to_eval.click(lambda: gr.Tabs(selected="evaluate"), None, tabs, api_visibility="private")
     to_chat.click(lambda: gr.Tabs(selected="chat"), None, tabs, api_visibility="private")
     to_compare.click(lambda: gr.Tabs(selected="chat"), None, tabs, api_visibility="private")
-    return {"fields": fields, "load": (lambda rid, off, evs: view(rid, off, evs, force=True),
+    return {"fields": fields, "run_id": run_id, "to_chat": [to_chat, to_compare], "load": (lambda rid, off, evs: view(rid, off, evs, force=True),
                                        [run_id, offset, events], poll_outputs)}

@@ -15,6 +15,12 @@ def test_frames_split_train_and_eval_loss():
     assert frames([]) == (None, None)
 
 
+def test_eval_series_exists_before_the_first_eval():
+    loss, _ = frames([{"step": 1, "loss": 2.0, "eval_loss": None, "learning_rate": 1e-3}])
+    assert set(loss["series"]) == {"train loss", "eval loss"}
+    assert loss[loss.series == "eval loss"]["value"].isna().all()
+
+
 def test_status_card_shows_phase_progress_and_errors():
     progress = {"state": "running", "phase": "training", "message": "", "step": 5, "total_steps": 20,
                 "epoch": 0.5, "fraction": 0.25, "elapsed_s": 10, "eta_s": 30, "output": None}
