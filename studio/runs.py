@@ -151,7 +151,10 @@ class Run:
             name = cfg.name
         except Exception:
             method = data = model = name = ""
-        losses = [e["loss"] for e in self.read_metrics() if isinstance(e.get("loss"), (int, float))]
+        final_loss = status.get("final_loss")
+        if final_loss is None:  # finished runs record it in status.json; only live ones read metrics
+            losses = [e["loss"] for e in self.read_metrics() if isinstance(e.get("loss"), (int, float))]
+            final_loss = losses[-1] if losses else None
         started, ended = status.get("started_at"), status.get("ended_at") or status.get("updated_at")
         return {
             "id": self.id,
@@ -162,7 +165,7 @@ class Run:
             "data": data,
             "step": status.get("step", 0),
             "total_steps": status.get("total_steps"),
-            "final_loss": losses[-1] if losses else None,
+            "final_loss": final_loss,
             "seconds": round(ended - started, 1) if started and ended else None,
             "created_at": status.get("created_at"),
             "message": status.get("message", ""),
@@ -204,6 +207,11 @@ class RunStore:
 
     def list(self) -> list[dict]:
         return [run.summary() for run in self.all()]
+
+    def signature(self) -> tuple:
+        """Changes whenever a run is added or its status changes: lets pollers skip redraws."""
+        return tuple(sorted((p.name, (p / "status.json").stat().st_mtime_ns)
+                            for p in self.root.iterdir() if (p / "status.json").exists()))
 
     def recover_crashed(self) -> list[str]:
         """Mark runs whose owning process is gone as crashed (called when the app starts)."""

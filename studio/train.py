@@ -186,6 +186,8 @@ def run_training(cfg: StudioConfig, run: Run, stop_event: threading.Event | None
         trainer.save_model(str(out_dir))
         tokenizer.save_pretrained(str(out_dir))
         step = trainer.state.global_step
+        losses = [e["loss"] for e in run.read_metrics() if isinstance(e.get("loss"), float)]
+        run.update_status(final_loss=losses[-1] if losses else None)
         if recorder.failure:
             run.log(recorder.failure)
             return run.update_status(state="failed", phase="failed", ended_at=time.time(),

@@ -32,7 +32,16 @@ def build(ctx):
                 f"of truth: `{ctx.store.root}`", elem_classes="tab-intro")
     table = gr.Dataframe(runs_table(ctx.store), interactive=False, wrap=True, elem_id="runs-table")
     refresh = gr.Button("Refresh", size="sm")
+    seen = gr.State(())
+
+    def poll(previous):
+        """Redraw only when a run was added or changed state (a stat per run, no file reads)."""
+        current = ctx.store.signature()
+        if current == previous:
+            return gr.skip(), previous
+        return runs_table(ctx.store), current
+
     refresh.click(lambda: runs_table(ctx.store), None, table, api_visibility="private")
-    gr.Timer(3.0).tick(lambda: runs_table(ctx.store), None, table, api_visibility="private",
+    gr.Timer(3.0).tick(poll, seen, [table, seen], api_visibility="private",
                        show_progress="hidden", queue=False)
     return {"load": (lambda: runs_table(ctx.store), [], [table])}

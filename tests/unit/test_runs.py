@@ -73,3 +73,22 @@ def test_list_summarises_runs(home):
     (row,) = store.list()
     assert row["final_loss"] == 2.5 and row["method"] == "lora" and row["seconds"] == 12.0
     json.dumps(row)
+
+
+def test_signature_changes_with_status(home):
+    store = RunStore(home)
+    empty = store.signature()
+    run = store.create(StudioConfig())
+    first = store.signature()
+    assert first != empty
+    time.sleep(0.01)
+    run.update_status(state="running")
+    assert store.signature() != first
+
+
+def test_finished_runs_report_their_recorded_final_loss(home):
+    store = RunStore(home)
+    run = store.create(StudioConfig())
+    run.append_metric({"step": 1, "loss": 3.0})
+    run.update_status(state="completed", final_loss=1.25)
+    assert store.list()[0]["final_loss"] == 1.25
