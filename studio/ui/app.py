@@ -76,10 +76,12 @@ def build_app(ws: Workspace) -> gr.Blocks:
                             elem_classes="tab-intro")
             with gr.Tab("Chat", id="chat"):
                 chat = chat_tab.build(ws)
-            with gr.Tab("Runs", id="runs"):
+            with gr.Tab("Runs", id="runs") as runs_page:
                 runs = runs_tab.build(ws)
         with data_slot:
             data = data_tab.build(ws, train["fields"])
+        refresh_runs, runs_table = runs["refresh"]
+        runs_page.select(refresh_runs, None, runs_table, api_visibility="private")
         select_run, chat_source = chat["select_run"]
         for button in train["to_chat"]:
             button.click(select_run, train["run_id"], chat_source, api_visibility="private")

@@ -44,4 +44,5 @@ def build(ctx):
     refresh.click(lambda: runs_table(ctx.store), None, table, api_visibility="private")
     gr.Timer(3.0).tick(poll, seen, [table, seen], api_visibility="private",
                        show_progress="hidden", queue=False)
-    return {"load": (lambda: runs_table(ctx.store), [], [table])}
+    return {"load": (lambda: runs_table(ctx.store), [], [table]),
+            "refresh": (lambda: runs_table(ctx.store), table)}
