@@ -133,3 +133,15 @@ def test_cli_train_writes_the_same_run_folder(home):
     (row,) = json.loads(listed.stdout)
     assert row["state"] == "completed" and row["name"] == "demo"
     assert Path(row["output"], "adapter_model.safetensors").is_file()
+
+
+def test_opening_a_home_marks_runs_of_a_killed_studio_crashed(home):
+    from studio.config import StudioConfig
+    from studio.runs import RunStore
+
+    orphan = RunStore(home).create(StudioConfig())
+    orphan.update_status(state="running", phase="training", pid=2**22 + 4321)  # no such process
+    orphan.append_metric({"step": 1, "loss": 2.0})
+    ws = Workspace(home)  # what `studio ui` does at start
+    assert ws.crashed == [orphan.id]
+    assert orphan.status()["state"] == "crashed" and orphan.read_metrics()  # nothing lost
