@@ -72,15 +72,11 @@ def _format_event(event: dict, total: int | None) -> str:
 
 
 def cmd_train(args, home) -> int:
-    from studio.config import StudioConfig, apply_overrides, load_recipe
+    from studio.config import from_command_line
     from studio.jobs import JobManager
     from studio.runs import RunStore
 
-    recipes = [item for item in args.items if "=" not in item]
-    if len(recipes) > 1:
-        raise UserError(f"Give at most one recipe file; got {', '.join(recipes)}.")
-    cfg = load_recipe(recipes[0]) if recipes else StudioConfig()
-    cfg = apply_overrides(cfg, [item for item in args.items if "=" in item])
+    cfg = from_command_line(args.items)
     jobs = JobManager(RunStore(home))
     run = jobs.start(cfg)
     print(f"run {run.id}  ({run.path})", flush=True)

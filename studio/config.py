@@ -6,6 +6,7 @@ serialised instances of it, and CLI overrides (`key=value`) edit it. Every field
 text, a default and (where it matters) bounds or choices, and `validate()` turns bad values into
 plain sentences keyed by the field they concern.
 
+    cfg = from_command_line(["recipes/demo.yaml", "epochs=2"])
     cfg = load_recipe("recipes/demo.yaml")
     cfg = apply_overrides(cfg, ["epochs=2", "learning_rate=1e-4"])
     problems = validate(cfg)          # [] when the config can run
@@ -277,6 +278,15 @@ def apply_overrides(cfg: StudioConfig, overrides: list[str]) -> StudioConfig:
             raise UserError(f"Expected key=value, got '{item}'.")
         cfg = set_value(cfg, key.strip(), value)
     return cfg
+
+
+def from_command_line(items: list[str]) -> StudioConfig:
+    """`[RECIPE.yaml] [key=value …]` -> config (the CLI and `python -m studio.train` share this)."""
+    recipes = [item for item in items if "=" not in item]
+    if len(recipes) > 1:
+        raise UserError(f"Give at most one recipe file; got {', '.join(recipes)}.")
+    cfg = load_recipe(recipes[0]) if recipes else StudioConfig()
+    return apply_overrides(cfg, [item for item in items if "=" in item])
 
 
 def from_dict(data: dict | None, source: str = "the recipe") -> StudioConfig:

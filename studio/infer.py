@@ -10,6 +10,7 @@ the Evaluate and Chat tabs.
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import torch
@@ -59,7 +60,7 @@ class ModelCache:
     def __init__(self, size: int = 2):
         self.size = size
         self._models: dict[str, tuple] = {}
-        self._lock = __import__("threading").Lock()
+        self._lock = threading.Lock()
 
     def get(self, source: str):
         with self._lock:
@@ -73,8 +74,6 @@ class ModelCache:
 def stream_reply(model, tokenizer, messages: list[dict], max_new_tokens: int = 128,
                  temperature: float = 0.0, top_p: float = 1.0):
     """Yield the growing reply text as tokens arrive (greedy when temperature is 0)."""
-    from threading import Thread
-
     from transformers import TextIteratorStreamer
 
     text = tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
@@ -83,7 +82,7 @@ def stream_reply(model, tokenizer, messages: list[dict], max_new_tokens: int = 1
     sampling = {"do_sample": True, "temperature": temperature, "top_p": top_p} if temperature > 0 else {"do_sample": False}
     kwargs = dict(**inputs, streamer=streamer, max_new_tokens=max_new_tokens,
                   pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id, **sampling)
-    worker = Thread(target=lambda: torch.inference_mode()(model.generate)(**kwargs), daemon=True)
+    worker = threading.Thread(target=lambda: torch.inference_mode()(model.generate)(**kwargs), daemon=True)
     worker.start()
     reply = ""
     for piece in streamer:

@@ -42,6 +42,7 @@ class RunRecorder(TrainerCallback):
         self._last_tokens = 0
         self._train_seconds = self._last_train_seconds = 0.0  # excludes eval and saving time
         self._step_started = None
+        self.last_loss: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         now = time.time()
@@ -77,6 +78,8 @@ class RunRecorder(TrainerCallback):
             "tokens": tokens, "tokens_per_s": round(speed, 1) if speed is not None else None,
         }
         self.run.append_metric(event)
+        if event["loss"] is not None:
+            self.last_loss = event["loss"]
         for name in ("loss", "eval_loss"):
             value = event[name]
             if value is not None and not math.isfinite(value):
@@ -186,8 +189,7 @@ def run_training(cfg: StudioConfig, run: Run, stop_event: threading.Event | None
         trainer.save_model(str(out_dir))
         tokenizer.save_pretrained(str(out_dir))
         step = trainer.state.global_step
-        losses = [e["loss"] for e in run.read_metrics() if isinstance(e.get("loss"), float)]
-        run.update_status(final_loss=losses[-1] if losses else None)
+        run.update_status(final_loss=recorder.last_loss)
         if recorder.failure:
             run.log(recorder.failure)
             return run.update_status(state="failed", phase="failed", ended_at=time.time(),
@@ -206,16 +208,14 @@ def run_training(cfg: StudioConfig, run: Run, stop_event: threading.Event | None
 
 def main(argv: list[str] | None = None) -> int:
     """`python -m studio.train RECIPE [key=value …]`, e.g. under `accelerate launch`."""
-    from studio.config import apply_overrides, check, load_recipe
+    from studio.config import check, from_command_line
     from studio.models import check_model
     from studio.paths import studio_home
     from studio.runs import RunStore
 
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
-        recipe = [a for a in argv if "=" not in a]
-        cfg = load_recipe(recipe[0]) if recipe else StudioConfig()
-        cfg = check(apply_overrides(cfg, [a for a in argv if "=" in a]))
+        cfg = check(from_command_line(argv))
         check_model(cfg.model)
     except UserError as exc:
         print(f"error: {exc}", file=sys.stderr)

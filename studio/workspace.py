@@ -14,7 +14,7 @@ import re
 import shutil
 from pathlib import Path
 
-from studio.config import StudioConfig, apply_overrides, from_dict
+from studio.config import StudioConfig, apply_overrides
 from studio.errors import UserError
 from studio.jobs import JobManager
 from studio.runs import Run, RunStore
@@ -30,13 +30,9 @@ class Workspace:
         self.uploads = self.home / "uploads"
         self.crashed = self.store.recover_crashed()
 
-    def start(self, overrides: list[str] | dict | None = None) -> Run:
-        """Start a run from key=value strings or a nested recipe dict (defaults otherwise)."""
-        if isinstance(overrides, dict):
-            cfg = from_dict(overrides, source="the request")
-        else:
-            cfg = apply_overrides(StudioConfig(), list(overrides or []))
-        return self.jobs.start(cfg)
+    def start(self, overrides: list[str] | None = None) -> Run:
+        """Start a run from key=value strings on top of the default config."""
+        return self.jobs.start(apply_overrides(StudioConfig(), list(overrides or [])))
 
     def has_run(self, run_id: str) -> bool:
         try:
