@@ -155,3 +155,18 @@ def write_jsonl(rows: list[dict], path: Path) -> None:
     with open(path, "w", encoding="utf-8") as fh:
         for row in rows:
             fh.write(json.dumps(row, ensure_ascii=False) + "\n")
+
+
+def check_training_data(cfg) -> dict:
+    """Everything about the data that can be checked before a run folder exists.
+
+    Raises UserError (one sentence, key='data.path' or the field concerned) for data that cannot
+    train; otherwise returns a report the Train tab and `studio train` show before starting:
+    {"rows", "usable", "format", "too_long", "max_length", ...}. Called by the job manager
+    before it creates a run. (First version: load + convert; the data-check work extends it.)
+    """
+    rows = load_rows(cfg.data.path, cfg.data.max_samples)
+    fmt = detect_format(rows) if cfg.data.format == "auto" else cfg.data.format
+    records = to_sft_records(rows, fmt, cfg.data.system_prompt)
+    return {"rows": len(rows), "usable": len(records), "format": fmt, "too_long": None,
+            "max_length": cfg.train.max_length}

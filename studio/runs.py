@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.config import StudioConfig, load_recipe, save_recipe
+from studio.i18n import Msg, render
 
 ACTIVE_STATES = ("queued", "running", "stopping")
 FINAL_STATES = ("stopped", "completed", "failed", "crashed")
@@ -60,6 +61,11 @@ def _pid_alive(pid: int | None, host: str | None) -> bool:
     return True
 
 
+def status_message(status: dict, lang: str | None = None) -> str:
+    """status.json's message rendered in `lang` (plain text for messages saved as text)."""
+    return render(status.get("message_msg") or status.get("message", ""), lang)
+
+
 @dataclass
 class Run:
     path: Path
@@ -82,11 +88,24 @@ class Run:
             return {"state": "unknown", "message": "status.json is missing or unreadable"}
 
     def update_status(self, **changes) -> dict:
+        """Merge changes into status.json. A `Msg` value is stored twice: as English text under
+        its key (for people reading the file) and as code + parameters under `<key>_msg`, which
+        readers render in their own language (`message(lang)`)."""
         status = self.status() if (self.path / "status.json").exists() else {}
-        status.update({k: _json_number(v) for k, v in changes.items()})
+        for key, value in changes.items():
+            if isinstance(value, Msg):
+                status[f"{key}_msg"] = value.to_dict()
+                value = str(value)
+            elif f"{key}_msg" in status:
+                del status[f"{key}_msg"]
+            status[key] = _json_number(value)
         status["updated_at"] = time.time()
         _write_json_atomic(self.path / "status.json", status)
         return status
+
+    def message(self, lang: str | None = None, status: dict | None = None) -> str:
+        """The status message in the reader's language."""
+        return status_message(self.status() if status is None else status, lang)
 
     def append_metric(self, event: dict) -> None:
         line = json.dumps({k: _json_number(v) for k, v in event.items()})

@@ -30,9 +30,16 @@ class Workspace:
         self.uploads = self.home / "uploads"
         self.crashed = self.store.recover_crashed()
 
-    def start(self, overrides: list[str] | None = None) -> Run:
-        """Start a run from key=value strings on top of the default config."""
-        return self.jobs.start(apply_overrides(StudioConfig(), list(overrides or [])))
+    def start(self, request: StudioConfig | list[str] | None = None) -> Run:
+        """Start a run for a network caller (the browser form or the HTTP API).
+
+        `request` is a config (the form) or key=value strings on top of the default config (the
+        API). This is the one door from the network to the job manager: launch-time policy
+        (remote code, allowed model folders, uploads) is enforced here; the CLI, run by the
+        machine's own user, calls the job manager directly.
+        """
+        cfg = request if isinstance(request, StudioConfig) else apply_overrides(StudioConfig(), list(request or []))
+        return self.jobs.start(cfg)
 
     def has_run(self, run_id: str) -> bool:
         try:
