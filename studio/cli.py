@@ -1,12 +1,15 @@
 """The `studio` command: the same backend as the browser UI, from a terminal.
 
     studio                                   # launch the UI (same as `studio ui`)
+    studio --host 0.0.0.0 --port 8080 --auth me:secret --model-dir ~/models
     studio ui --host 127.0.0.1 --port 7860
     studio train recipes/demo.yaml epochs=2 learning_rate=1e-4
     studio runs [--json]
 
-Every command takes `--home DIR` (or `$STUDIO_HOME`). User errors print one line and exit 2;
-a training run that fails or is stopped exits 1.
+Every command takes `--home DIR` (or `$STUDIO_HOME`). User errors — bad flags included — print
+one line `error: …` and exit 2; a training run that fails or is stopped exits 1. Launch flags
+(`--allow-remote-code`, `--model-dir`, `--auth`, `--max-upload`) set what the network may do:
+see studio/security.py.
 """
 
 from __future__ import annotations
@@ -18,43 +21,81 @@ import sys
 import time
 
 from studio.errors import UserError
+from studio.i18n import t
+
+# `studio` with no command is `studio ui`, so the launch flags live on both parsers; their
+# defaults are applied once, in `cmd_ui` (argparse would let a subparser's defaults overwrite
+# values given before the command).
+UI_DEFAULTS = {"host": "127.0.0.1", "port": 7860, "share": False, "allow_remote_code": False,
+               "model_dirs": [], "max_upload": "200MB", "auth": None, "allowed_hosts": []}
+
+
+class OneLineParser(argparse.ArgumentParser):
+    """argparse, but a bad flag is one `error: …` line and exit 2, like every other user error."""
+
+    def error(self, message: str):
+        self.exit(2, t("cli.error", message=t("cli.bad_arguments", detail=message, prog=self.prog)) + "\n")
 
 
 def _add_home(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--home", default=argparse.SUPPRESS,
-                        help="Folder for runs and uploads (default: $STUDIO_HOME or ~/.finetune-studio).")
+    parser.add_argument("--home", default=argparse.SUPPRESS, help=t("cli.help_home"))
+
+
+def _ui_options() -> argparse.ArgumentParser:
+    options = OneLineParser(add_help=False)
+    add = options.add_argument
+    add("--host", default=argparse.SUPPRESS, help=t("cli.help_host"))
+    add("--port", type=int, default=argparse.SUPPRESS, help=t("cli.help_port"))
+    add("--share", action="store_true", default=argparse.SUPPRESS, help=t("cli.help_share"))
+    add("--auth", metavar="USER:PASSWORD", default=argparse.SUPPRESS, help=t("cli.help_auth"))
+    add("--model-dir", dest="model_dirs", action="append", metavar="DIR", default=argparse.SUPPRESS,
+        help=t("cli.help_model_dir"))
+    add("--allow-remote-code", action="store_true", default=argparse.SUPPRESS,
+        help=t("cli.help_allow_remote_code"))
+    add("--max-upload", metavar="SIZE", default=argparse.SUPPRESS, help=t("cli.help_max_upload"))
+    add("--allowed-host", dest="allowed_hosts", action="append", metavar="NAME", default=argparse.SUPPRESS,
+        help=t("cli.help_allowed_host"))
+    return options
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="studio", description="Finetune Studio: fine-tune language models.")
+    ui_options = _ui_options()
+    parser = OneLineParser(prog="studio", description=t("cli.description"), parents=[ui_options])
     _add_home(parser)
     sub = parser.add_subparsers(dest="command")
 
-    ui = sub.add_parser("ui", help="Launch the browser studio (the default command).")
+    ui = sub.add_parser("ui", help=t("cli.help_ui"), parents=[ui_options])
     _add_home(ui)
-    ui.add_argument("--host", default="127.0.0.1", help="Interface to listen on (default 127.0.0.1).")
-    ui.add_argument("--port", type=int, default=7860, help="Port (default 7860).")
-    ui.add_argument("--share", action="store_true", help="Create a public Gradio share link.")
 
-    train = sub.add_parser("train", help="Train headless from a recipe and key=value overrides.",
-                           description="Example: studio train recipes/demo.yaml epochs=2 method=qlora")
+    from studio.config import settings_help
+
+    train = sub.add_parser("train", help=t("cli.help_train"), description=t("cli.train_example"),
+                           epilog=settings_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_home(train)
-    train.add_argument("items", nargs="*", metavar="RECIPE.yaml | key=value",
-                       help="An optional recipe file, then overrides such as model=..., data=..., "
-                            "method=lora, epochs=3, learning_rate=2e-4, batch_size=8, max_length=256, "
-                            "max_steps=100.")
-    train.add_argument("--json", action="store_true", help="Print each metrics event as a JSON line.")
+    train.add_argument("items", nargs="*", metavar="RECIPE.yaml | key=value", help=t("cli.help_train_items"))
+    train.add_argument("--json", action="store_true", help=t("cli.help_train_json"))
 
-    runs = sub.add_parser("runs", help="List runs with their state, method, data and final loss.")
+    runs = sub.add_parser("runs", help=t("cli.help_runs"))
     _add_home(runs)
-    runs.add_argument("--json", action="store_true", help="Print JSON for scripts.")
+    runs.add_argument("--json", action="store_true", help=t("cli.help_json"))
     return parser
 
 
 def cmd_ui(args, home) -> int:
+    from studio.security import LaunchPolicy
+
+    for name, default in UI_DEFAULTS.items():
+        if not hasattr(args, name):
+            setattr(args, name, default)
+    policy = LaunchPolicy.for_launch(
+        host=args.host, share=args.share, allow_remote_code=args.allow_remote_code,
+        model_dirs=args.model_dirs, max_upload=args.max_upload, auth=args.auth,
+        allowed_hosts=args.allowed_hosts)
+    from studio.jobs import stop_jobs_on_sigterm
     from studio.ui.app import launch
 
-    launch(home=home, host=args.host, port=args.port, share=args.share)
+    stop_jobs_on_sigterm()  # `docker stop` / PID 1: the active run saves and ends 'stopped'
+    launch(home=home, port=args.port, policy=policy)
     return 0
 
 
@@ -71,23 +112,57 @@ def _format_event(event: dict, total: int | None) -> str:
     return "  ".join(p for p in parts if p)
 
 
+def _finish_report(run, status: dict, home) -> str:
+    """The end of `studio train`: how long, the final losses, where the result is, what next."""
+    from studio.i18n import t
+
+    def loss(value):
+        return f"{value:.4f}" if isinstance(value, (int, float)) else "-"
+
+    lines = [t("train.cli_summary", seconds=f"{status.get('duration_s') or 0:.0f}",
+               loss=loss(status.get("final_loss")), eval_loss=loss(status.get("final_eval_loss")))]
+    if status.get("output"):
+        lines.append(t("train.cli_result", output=status["output"]))
+    lines.append(t("train.cli_next", home=str(home), run=run.id))
+    return "\n".join(lines)
+
+
 def cmd_train(args, home) -> int:
+    import signal
+
     from studio.config import from_command_line
-    from studio.jobs import JobManager
+    from studio.jobs import JobManager, stop_jobs_on_sigterm
     from studio.runs import RunStore
 
     cfg = from_command_line(args.items)
     jobs = JobManager(RunStore(home))
+    previous = stop_jobs_on_sigterm()  # `docker stop` / PID 1: stop, save, end 'stopped', exit
+    try:
+        return _train_and_report(args, home, jobs, cfg)
+    finally:
+        if previous is not None:
+            signal.signal(signal.SIGTERM, previous)
+
+
+def _train_and_report(args, home, jobs, cfg) -> int:
+    from studio.i18n import Msg, render, t
+    from studio.runs import FINAL_STATES
+
     run = jobs.start(cfg)
-    print(f"run {run.id}  ({run.path})", flush=True)
+    summary = (jobs.data_report or {}).get("summary")
+    if summary is not None and not args.json:
+        print(render(summary), flush=True)
+    print(t("train.cli_run", run=run.id, folder=str(run.path)), flush=True)
     offset, phase = 0, None
     try:
         while True:
             alive = jobs.busy()
             status = run.status()
-            if status.get("phase") != phase and not args.json:
+            # Phases are news until the step lines begin; final states are reported once, below.
+            if (status.get("phase") != phase and status.get("phase") not in FINAL_STATES
+                    and not offset and not args.json):
                 phase = status.get("phase")
-                print(f"[{phase}] {status.get('message', '')}", flush=True)
+                print(f"[{phase}] {run.message(status=status)}", flush=True)
             events, offset = run.read_metrics_from(offset)
             for event in events:
                 print(json.dumps(event) if args.json else _format_event(event, status.get("total_steps")),
@@ -96,48 +171,55 @@ def cmd_train(args, home) -> int:
                 break
             time.sleep(0.5)
     except KeyboardInterrupt:
-        print("Stopping after the current step (the result is saved)…", flush=True)
+        print(t("train.cli_stopping"), flush=True)
         jobs.stop()
         jobs.wait()
     status = run.status()
-    print(f"{status['state']}: {status.get('message', '')}", flush=True)
+    print(t("train.final_line", state=Msg("state." + status["state"]), message=run.message(status=status)),
+          flush=True)
+    if not args.json:
+        print(_finish_report(run, status, home), flush=True)
     return 0 if status["state"] == "completed" else 1
 
 
 def cmd_runs(args, home) -> int:
+    from studio.i18n import t
     from studio.runs import RunStore
 
-    rows = RunStore(home).list()
+    store = RunStore(home)
+    store.recover_crashed()  # runs left 'running' by a dead process show as crashed here too
+    rows = store.list()
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
     if not rows:
-        print(f"No runs yet in {home}.")
+        print(t("runs.none_yet", home=str(home)))
         return 0
-    print(f"{'run':42} {'state':10} {'method':7} {'loss':>8} {'secs':>7}  data")
+    print(f"{t('runs.col_run'):42} {t('runs.col_state'):10} {t('runs.col_method'):7} "
+          f"{t('runs.col_loss'):>8} {t('runs.col_seconds'):>7}  {t('runs.col_data')}")
     for r in rows:
         loss = f"{r['final_loss']:.4f}" if isinstance(r["final_loss"], float) else "-"
         secs = f"{r['seconds']:.0f}" if r["seconds"] else "-"
-        print(f"{r['id']:42} {r['state']:10} {r['method']:7} {loss:>8} {secs:>7}  {os.path.basename(r['data'])}")
+        state = t("state." + r["state"]) if r["state"] else "-"
+        print(f"{r['id']:42} {state:10} {r['method']:7} {loss:>8} {secs:>7}  {os.path.basename(r['data'])}")
     return 0
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
+    args = build_parser().parse_args(argv)
     command = args.command or "ui"
-    if command == "ui" and args.command is None:
-        args.host, args.port, args.share = "127.0.0.1", 7860, False
     try:
         from studio.paths import studio_home
 
         home = studio_home(getattr(args, "home", None))
         return {"ui": cmd_ui, "train": cmd_train, "runs": cmd_runs}[command](args, home)
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(t("cli.error", message=exc.render()), file=sys.stderr)
         return 2
     except OSError as exc:
-        print(f"error: {exc.strerror or exc}: {exc.filename or ''}".rstrip(": "), file=sys.stderr)
+        reason = exc.strerror or str(exc)
+        detail = t("cli.os_error", reason=reason, path=exc.filename) if exc.filename else reason
+        print(t("cli.error", message=detail), file=sys.stderr)
         return 2
 
 

@@ -1,20 +1,28 @@
 """Base models: check they exist, pick precision for the device, load with PEFT/bitsandbytes.
 
     check_model(cfg.model)                  # fast: config.json only; UserError on bad path / remote code
-    plan = device_plan(cfg.train)           # {'device', 'bf16', 'fp16', 'gradient_checkpointing'}
+    plan = device_plan(cfg.train)           # device, precision, bf16, fp16, gradient_checkpointing, reason
+    plan = device_plan(cfg.train, device=DeviceCapability(cpu_capability="AVX2"))  # another machine
     model, tokenizer = load_model(cfg, plan)
     peft_config = peft_config_for(cfg.method)   # None for full / freeze
 
 Tokenizers without a pad token get one, and tokenizers without a chat template get a small
 ChatML-like one, so every model can be trained on conversations and chatted with afterwards.
+QLoRA 4-bit on a CPU leaves the linear layers that bitsandbytes' packed CPU kernel cannot take
+(`layers_unfit_for_cpu_4bit`) unquantized, so the same run works on AVX2 and AVX-512 machines;
+`model.studio_unquantized` names them.
 """
 
 from __future__ import annotations
 
 import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
 
 from studio.config import MethodSection, ModelSection, StudioConfig, TrainSection
 from studio.errors import UserError
+from studio.i18n import Msg
 from studio.paths import resolve_model_path
 
 # Used only when a tokenizer brings no template of its own (base models such as tiny Llamas).
@@ -27,52 +35,158 @@ FALLBACK_CHAT_TEMPLATE = (
 )
 
 
+HUB_PROBE_SECONDS = 3.0  # an unreachable Hub must fail well within 5 s (DNS included)
+
+
 def check_model(section: ModelSection):
-    """Load only the model's config: proves it exists and is loadable. Returns the config."""
+    """Load only the model's config: proves it exists and is loadable. Returns the config.
+
+    Local folders are read directly; a Hub id is read from the Hub cache when it is there. Only
+    then is the Hub asked, and only after a short reachability probe: without it, an offline
+    machine waits on huggingface_hub's timeouts and retries for most of a minute.
+    """
     from transformers import AutoConfig
 
     path = resolve_model_path(section.path)
-    hub_id = re.fullmatch(r"[\w.-]+(/[\w.-]+)?", path) and not path.startswith(".")
-    if not _exists(path) and not hub_id:
-        raise UserError(f"Model folder not found: {section.path}", key="model.path")
+    local = Path(path).expanduser().exists()
+    if not local and not (re.fullmatch(r"[\w.-]+(/[\w.-]+)?", path) and not path.startswith(".")):
+        raise UserError("security.model_not_found", key="model.path", path=section.path)
+
+    def load(**kwargs):
+        return AutoConfig.from_pretrained(path, trust_remote_code=section.trust_remote_code, **kwargs)
+
     try:
-        return AutoConfig.from_pretrained(path, trust_remote_code=section.trust_remote_code)
+        if local:
+            return load()
+        try:
+            return load(local_files_only=True)  # already in the Hub cache: no network needed
+        except OSError:
+            pass
+        from huggingface_hub import constants
+
+        if constants.is_offline_mode():
+            raise UserError("security.model_offline", key="model.path", path=section.path)
+        if not hub_reachable():
+            raise UserError("security.model_hub_unreachable", key="model.path", path=section.path)
+        return load()
+    except UserError:
+        raise
     except Exception as exc:
-        text = str(exc)
-        if "trust_remote_code" in text:
-            raise UserError(
-                f"'{section.path}' runs its own code: turn on 'Trust remote code' only if you "
-                "trust its source.", key="model.trust_remote_code") from None
-        if _exists(path):
-            raise UserError(f"'{section.path}' is not a Hugging Face model folder (config.json is "
-                            "missing or invalid).", key="model.path") from None
-        raise UserError(f"Model '{section.path}' was not found locally or on the Hugging Face Hub "
-                        "(check the name and your connection).", key="model.path") from None
+        if "trust_remote_code" in str(exc):
+            raise UserError("security.model_remote_code", key="model.trust_remote_code",
+                            path=section.path) from None
+        code = "security.model_not_a_folder" if local else "security.model_not_on_hub"
+        raise UserError(code, key="model.path", path=section.path) from None
 
 
-def _exists(path: str) -> bool:
-    from pathlib import Path
+def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
+    """Whether the Hub endpoint answers at all within `timeout` seconds (any HTTP status counts).
 
-    return Path(path).expanduser().exists()
+    Runs in a daemon thread so that a hanging DNS lookup, which no socket timeout covers, cannot
+    hold the caller longer than `timeout`. Uses huggingface_hub's own session (proxies, endpoint).
+    """
+    from huggingface_hub import constants
+    from huggingface_hub.utils import get_session
+
+    answered = threading.Event()
+
+    def probe():
+        try:
+            get_session().head(constants.ENDPOINT, timeout=timeout)
+            answered.set()
+        except Exception:  # unreachable, refused, TLS or proxy failure: all mean "cannot reach"
+            pass
+
+    thread = threading.Thread(target=probe, name="hub-probe", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    return answered.is_set()
 
 
-def device_plan(train: TrainSection, method: str = "lora") -> dict:
-    """Choose device, precision and checkpointing so the defaults never fail where they run."""
+CPU_BF16_FLAGS = ("avx512_bf16", "amx_bf16")  # /proc/cpuinfo flags of CPUs with native bf16 math
+
+
+@dataclass(frozen=True)
+class DeviceCapability:
+    """What the training device can do: the facts `device_plan` decides from.
+
+    `detect_device()` reads them from this machine; tests build one by hand to plan for a machine
+    they do not run on (an AVX2-only EPYC, an AMX Xeon, an old or a new GPU).
+    """
+
+    cuda: bool = False
+    gpu_name: str = ""
+    gpu_compute_capability: tuple[int, int] | None = None  # (8, 0) = Ampere: bf16 in hardware
+    cpu_capability: str = ""  # torch.backends.cpu.get_cpu_capability(): "AVX2", "AVX512", …
+    cpu_flags: frozenset[str] = frozenset()  # the CPU_BF16_FLAGS this CPU has
+
+    @property
+    def gpu_bf16(self) -> bool:
+        return self.cuda and (self.gpu_compute_capability or (0, 0)) >= (8, 0)
+
+    @property
+    def cpu_bf16(self) -> bool:
+        return any(flag in self.cpu_flags for flag in CPU_BF16_FLAGS)
+
+
+def detect_device() -> DeviceCapability:
+    """This machine's DeviceCapability (the first GPU when there is one)."""
     import torch
 
     cuda = torch.cuda.is_available()
-    bf16_ok = cuda and torch.cuda.is_bf16_supported()
+    return DeviceCapability(
+        cuda=cuda,
+        gpu_name=torch.cuda.get_device_name(0) if cuda else "",
+        gpu_compute_capability=tuple(torch.cuda.get_device_capability(0)) if cuda else None,
+        cpu_capability=torch.backends.cpu.get_cpu_capability(),
+        cpu_flags=frozenset(cpu_flags() & set(CPU_BF16_FLAGS)))
+
+
+def cpu_flags() -> set[str]:
+    """The CPU feature flags from /proc/cpuinfo (empty where there is no such file)."""
+    try:
+        text = Path("/proc/cpuinfo").read_text(encoding="utf-8", errors="replace")
+    except OSError:
+        return set()
+    line = next((ln for ln in text.splitlines() if ln.startswith("flags")), "")
+    return set(line.partition(":")[2].split())
+
+
+def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapability | None = None) -> dict:
+    """Choose device, precision and checkpointing so the defaults never fail where they run.
+
+    Returns {'device', 'precision', 'bf16', 'fp16', 'gradient_checkpointing', 'reason'}; `reason`
+    is a Msg saying in one line why this precision was chosen (the Train tab shows it). On a CPU
+    `auto` stays fp32 even where bf16 is native: bf16 training on CPUs is not measured yet, and
+    where bf16 is emulated it is many times slower than fp32.
+    """
+    device = device or detect_device()
     precision = train.precision
-    if precision == "auto":
-        precision = "bf16" if bf16_ok else "fp16" if cuda else "fp32"
-    if precision == "bf16" and not bf16_ok and cuda:
-        raise UserError("This GPU has no bf16 support: choose fp16 or auto.", key="train.precision")
-    if precision == "fp16" and not cuda:
-        raise UserError("fp16 training needs a GPU: choose fp32 or auto on a CPU.", key="train.precision")
-    checkpointing = {"on": True, "off": False}.get(train.gradient_checkpointing, cuda)
-    return {"device": "cuda" if cuda else "cpu", "precision": precision,
+    if device.cuda:
+        if precision == "bf16" and not device.gpu_bf16:
+            raise UserError("models.gpu_no_bf16", key="train.precision")
+        if precision == "auto":
+            precision = "bf16" if device.gpu_bf16 else "fp16"
+            reason = Msg("models.plan_gpu_bf16" if device.gpu_bf16 else "models.plan_gpu_fp16",
+                         gpu=device.gpu_name or "GPU")
+        else:
+            reason = Msg("models.plan_chosen", precision=precision)
+    else:
+        if precision == "fp16":
+            raise UserError("models.fp16_needs_gpu", key="train.precision")
+        cpu = device.cpu_capability or "CPU"
+        if precision == "auto":
+            precision = "fp32"
+            reason = Msg("models.plan_cpu_native_bf16" if device.cpu_bf16 else "models.plan_cpu_no_bf16",
+                         cpu=cpu)
+        elif precision == "bf16" and not device.cpu_bf16:
+            reason = Msg("models.plan_cpu_bf16_emulated", cpu=cpu)
+        else:
+            reason = Msg("models.plan_chosen", precision=precision)
+    checkpointing = {"on": True, "off": False}.get(train.gradient_checkpointing, device.cuda)
+    return {"device": "cuda" if device.cuda else "cpu", "precision": precision,
             "bf16": precision == "bf16", "fp16": precision == "fp16",
-            "gradient_checkpointing": checkpointing}
+            "gradient_checkpointing": checkpointing, "reason": reason}
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -95,16 +209,23 @@ def load_model(cfg: StudioConfig, plan: dict):
     tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(plan["precision"], torch.float32)
     kwargs = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code}
+    unquantized: list[str] = []
     if cfg.method.method == "qlora":
         if cfg.method.quant_bits == 4:
+            skip = None
+            if plan["device"] == "cpu":
+                unquantized, defaults = layers_unfit_for_cpu_4bit(path, cfg.model.trust_remote_code)
+                # A skip list replaces transformers' default one (lm_head, tied embeddings): keep it.
+                skip = sorted(set(unquantized) | set(defaults)) if unquantized else None
             kwargs["quantization_config"] = BitsAndBytesConfig(
                 load_in_4bit=True, bnb_4bit_quant_type="nf4", bnb_4bit_use_double_quant=True,
-                bnb_4bit_compute_dtype=dtype)
+                bnb_4bit_compute_dtype=dtype, llm_int8_skip_modules=skip)
         else:
             kwargs["quantization_config"] = BitsAndBytesConfig(load_in_8bit=True)
         if plan["device"] == "cuda":
             kwargs["device_map"] = {"": torch.cuda.current_device()}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
+    model.studio_unquantized = unquantized  # train.py logs which layers stayed unquantized
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.method.method == "qlora":
@@ -117,13 +238,39 @@ def load_model(cfg: StudioConfig, plan: dict):
     return model, tokenizer
 
 
+CPU_4BIT_BLOCK_N = 32  # bitsandbytes packs 4-bit weights in blocks of 32 output features on CPU
+CPU_4BIT_BLOCKSIZE = 64  # and regroups each row's scales per 64 input features (its default blocksize)
+
+
+def layers_unfit_for_cpu_4bit(path: str, trust_remote_code: bool = False) -> tuple[list[str], list[str]]:
+    """(linear layers bitsandbytes' CPU 4-bit kernel cannot take, transformers' default skip list).
+
+    On a CPU with AVX-512 bf16, bitsandbytes 0.50 repacks every 4-bit weight for its fused kernel
+    the first time a layer runs without gradients (evaluation, generation): it asserts that the
+    output features divide by 32, and it regroups each row's quantization scales, which needs the
+    input features to divide by the 64-value quantization block. Other CPUs never repack, but a
+    run must work on every CPU, so the rule applies to all of them. Computed from the config on
+    the meta device: no weights are read.
+    """
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+    from transformers.quantizers.base import get_keys_to_not_convert
+
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    with torch.device("meta"):
+        skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
+    unfit = [name for name, module in skeleton.named_modules()
+             if isinstance(module, torch.nn.Linear)
+             and (module.out_features % CPU_4BIT_BLOCK_N or module.in_features % CPU_4BIT_BLOCKSIZE)]
+    return unfit, list(get_keys_to_not_convert(skeleton))
+
+
 def freeze_all_but_last_layers(model, n: int) -> int:
     """Train only the last n decoder layers; returns how many parameters stay trainable."""
     layer_ids = sorted({int(m.group(1)) for name, _ in model.named_parameters()
                         if (m := re.search(r"\.layers\.(\d+)\.", name))})
     if not layer_ids:
-        raise UserError("freeze needs a model with numbered layers; use lora or full instead.",
-                        key="method.method")
+        raise UserError("models.freeze_needs_layers", key="method.method")
     keep = set(layer_ids[-n:])
     trainable = 0
     for name, param in model.named_parameters():

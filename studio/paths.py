@@ -24,7 +24,44 @@ def studio_home(home: str | os.PathLike | None = None) -> Path:
     chosen = home or os.environ.get("STUDIO_HOME") or Path.home() / ".finetune-studio"
     path = Path(chosen).expanduser().resolve()
     path.mkdir(parents=True, exist_ok=True)
+    use_home_caches(path)  # every way of opening a home keeps the library caches inside it
     return path
+
+
+# Hugging Face cache variables -> their folder under <home>/cache/.
+HF_CACHES = {"HF_DATASETS_CACHE": "datasets", "HF_HUB_CACHE": "hub", "HF_ASSETS_CACHE": "assets",
+             "HF_XET_CACHE": "xet"}
+_caches_set: dict[str, str] = {}  # what this process chose, so a later home replaces it
+
+
+def use_home_caches(home: str | os.PathLike) -> dict[str, str]:
+    """Keep the `datasets` and Hub caches under `<home>/cache/` for this process; returns them.
+
+    Call where a home is opened (CLI, Workspace). A cache variable the user set in the
+    environment is left alone (they chose it). `datasets` and `huggingface_hub` read these
+    variables once, at import, so already imported modules are pointed at the new folders too.
+    """
+    import sys
+
+    chosen = {}
+    for variable, folder in HF_CACHES.items():
+        current = os.environ.get(variable)
+        user_set = current and current != _caches_set.get(variable)
+        chosen[variable] = current if user_set else str(Path(home).resolve() / "cache" / folder)
+        os.environ[variable] = _caches_set[variable] = chosen[variable]
+    if "datasets" in sys.modules:
+        from datasets import config
+
+        config.HF_DATASETS_CACHE = Path(chosen["HF_DATASETS_CACHE"])
+        config.DOWNLOADED_DATASETS_PATH = config.HF_DATASETS_CACHE / config.DOWNLOADED_DATASETS_DIR
+        config.EXTRACTED_DATASETS_PATH = config.DOWNLOADED_DATASETS_PATH / config.EXTRACTED_DATASETS_DIR
+    if "huggingface_hub" in sys.modules:
+        from huggingface_hub import constants
+
+        constants.HF_HUB_CACHE = chosen["HF_HUB_CACHE"]
+        constants.HF_ASSETS_CACHE = chosen["HF_ASSETS_CACHE"]
+        constants.HF_XET_CACHE = chosen["HF_XET_CACHE"]
+    return chosen
 
 
 def resolve_model_path(name: str) -> str:

@@ -1,35 +1,60 @@
-"""The training module: one function that runs an SFT job into a run folder.
+"""Training: the work function that runs an SFT job into a run folder.
 
-    run_training(cfg, run, stop_event)    # blocks; the job manager calls it in a thread
+    run_training(run, stop_event)    # a job manager work function (studio.jobs): reads run.config()
+    trainer, recorder = build_trainer(cfg, run, stop_event)   # the TRL trainer, ready to train
 
 It loads the base model (quantized / frozen / LoRA as the method says), turns the dataset into
 TRL prompt-completion records (the model's chat template applied, loss on the answer tokens),
 trains with TRL's `SFTTrainer`, and saves the adapter or model as safetensors. `RunRecorder`, a
 `TrainerCallback`, appends one event per log to `metrics.jsonl`, keeps `status.json` current for
-progress and ETA, and turns a set `stop_event` into `control.should_training_stop`.
+progress and ETA, and turns a set `stop_event` into `control.should_training_stop`. The job
+manager owns the run's state (running, then failed / stopped / completed); this module only
+reports phases and returns what it produced.
 
-Headless, multi-process: `accelerate launch -m studio.train RECIPE.yaml [key=value …]`.
+Several processes (DDP), one run folder:
+
+    torchrun --nproc_per_node 2 -m studio.train recipes/demo.yaml epochs=1 [--home DIR]   # CPU
+    accelerate launch --multi_gpu --num_processes 2 -m studio.train recipes/demo.yaml [--home DIR]  # GPUs
+
+Rank 0 checks the settings, creates the run folder and broadcasts its id; every rank trains, only
+rank 0 records status, metrics, logs and the result; the other ranks write to a scratch folder
+that is removed at the end.
 """
 
 from __future__ import annotations
 
+import argparse
 import math
+import os
+import shutil
 import sys
+import tempfile
 import threading
 import time
-import traceback
+from pathlib import Path
 
 from transformers import PrinterCallback, TrainerCallback
 
 from studio.config import StudioConfig
-from studio.data import load_rows, split_rows, to_sft_records, write_jsonl
-from studio.errors import UserError, explain
+from studio.data import report_messages, split_rows, trainable_records, write_jsonl
+from studio.errors import UserError
+from studio.i18n import Msg, t
 from studio.models import device_plan, load_model, peft_config_for
 from studio.runs import Run
+
+EVAL_ROWS = 200  # eval loss is measured on at most this many validation rows (a seeded sample)
+EVALS_PER_RUN = 10  # and at most about this many times a run
+METRIC_NAMES = {"loss": Msg("train.metric_loss"), "eval_loss": Msg("train.metric_eval_loss")}
 
 
 def _number(value):
     return float(value) if isinstance(value, (int, float)) else None
+
+
+def _distributed_world() -> int:
+    import torch.distributed as dist
+
+    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
 
 
 class RunRecorder(TrainerCallback):
@@ -38,26 +63,54 @@ class RunRecorder(TrainerCallback):
     def __init__(self, run: Run, stop_event: threading.Event):
         self.run = run
         self.stop_event = stop_event
-        self.failure: str | None = None
+        self.failure: Msg | None = None
         self._last_tokens = 0
         self._train_seconds = self._last_train_seconds = 0.0  # excludes eval and saving time
         self._step_started = None
+        self._step_ended = None
+        self._eval_seconds = 0.0
+        self._evals = 0
         self.last_loss: float | None = None
+        self.last_eval_loss: float | None = None
 
     def on_train_begin(self, args, state, control, **kwargs):
         now = time.time()
-        self.run.update_status(state="running", phase="training", message="Training",
-                               training_started_at=now, total_steps=state.max_steps, step=0)
+        evals = state.max_steps // args.eval_steps if args.eval_strategy != "no" and args.eval_steps else 0
+        self.run.update_status(phase="training", message=Msg("train.training"),
+                               training_started_at=now, total_steps=state.max_steps, step=0,
+                               evals_total=int(evals), evals_done=0, eval_seconds=0.0)
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_started = time.perf_counter()
 
     def on_step_end(self, args, state, control, **kwargs):
+        self._step_ended = time.perf_counter()
         if self._step_started is not None:
-            self._train_seconds += time.perf_counter() - self._step_started
-        if self.stop_event.is_set():
+            self._train_seconds += self._step_ended - self._step_started
+        if self._stop_requested(args):
             control.should_training_stop = True
         self.run.update_status(step=state.global_step, epoch=state.epoch)
+
+    def _stop_requested(self, args) -> bool:
+        """The stop flag; with several processes every rank must stop at the same step."""
+        stop = self.stop_event.is_set()
+        if _distributed_world() > 1:
+            import torch
+            import torch.distributed as dist
+
+            flag = torch.tensor([1 if stop else 0], device=args.device)
+            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
+            stop = bool(flag.item())
+            if stop:
+                self.stop_event.set()
+        return stop
+
+    def on_evaluate(self, args, state, control, **kwargs):
+        if self._step_ended is not None:  # evaluation runs right after the step that triggers it
+            self._eval_seconds += time.perf_counter() - self._step_ended
+            self._step_ended = time.perf_counter()
+        self._evals += 1
+        self.run.update_status(eval_seconds=round(self._eval_seconds, 3), evals_done=self._evals)
 
     def on_log(self, args, state, control, logs=None, **kwargs):
         logs = logs or {}
@@ -80,11 +133,13 @@ class RunRecorder(TrainerCallback):
         self.run.append_metric(event)
         if event["loss"] is not None:
             self.last_loss = event["loss"]
+        if event["eval_loss"] is not None:
+            self.last_eval_loss = event["eval_loss"]
         for name in ("loss", "eval_loss"):
             value = event[name]
             if value is not None and not math.isfinite(value):
-                self.failure = (f"The {name.replace('_', ' ')} became {value} at step {state.global_step}: "
-                                "lower the learning rate or check the data.")
+                self.failure = Msg("train.not_finite", metric=METRIC_NAMES[name],
+                                   value=str(value), step=state.global_step)
                 control.should_training_stop = True
 
 
@@ -96,12 +151,26 @@ def _total_steps(n_rows: int, cfg: StudioConfig) -> int:
     return max(1, math.ceil(per_epoch * t.epochs))
 
 
-def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, has_eval: bool):
+def eval_interval(cfg: StudioConfig, total_steps: int, eval_rows: int = EVAL_ROWS) -> int:
+    """Steps between evaluations, so that short runs are not mostly evaluation.
+
+    Every `eval_every` steps when the user asked for that. By default about EVALS_PER_RUN times
+    a run, and no more often than training has seen as many rows as one evaluation reads (an
+    evaluation is a forward pass only, so it then costs at most about a quarter of the run); the
+    last step is always evaluated at least once.
+    """
+    t = cfg.train
+    if t.eval_every:
+        return t.eval_every
+    interval = max(math.ceil(total_steps / EVALS_PER_RUN), math.ceil(eval_rows / (t.batch_size * t.grad_accum)))
+    return max(1, min(interval, total_steps))
+
+
+def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_eval: int):
     from trl import SFTConfig
 
     t = cfg.train
     total = _total_steps(n_train, cfg)
-    eval_every = t.eval_every or max(1, total // 10)
     return SFTConfig(
         output_dir=str(run.path / "checkpoints"),
         num_train_epochs=t.epochs,
@@ -118,8 +187,8 @@ def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, has_
         completion_only_loss=t.loss_on == "answer",
         logging_steps=t.log_every,
         logging_nan_inf_filter=False,  # NaN/inf must reach metrics.jsonl and stop the run
-        eval_strategy="steps" if has_eval else "no",
-        eval_steps=eval_every,
+        eval_strategy="steps" if n_eval else "no",
+        eval_steps=eval_interval(cfg, total, n_eval),
         save_strategy="steps" if t.save_every else "no",
         save_steps=t.save_every or 500,
         save_total_limit=3,
@@ -128,102 +197,168 @@ def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, has_
         use_cpu=plan["device"] == "cpu",
         activation_checkpointing=plan["gradient_checkpointing"],  # transformers 5 name
         seed=t.seed,
+        ddp_find_unused_parameters=False,  # every trainable weight is used; saves a graph walk
         report_to="none",
         disable_tqdm=True,
         dataset_num_proc=None,
     )
 
 
-def prepare_data(cfg: StudioConfig, run: Run) -> tuple[list, list]:
-    """Load, convert and split the dataset; the splits are written to run/data/ for later tabs."""
+def prepare_data(cfg: StudioConfig, run: Run, tokenizer=None) -> tuple[list, list]:
+    """Load, convert and split the dataset; the splits are written to run/data/ for later tabs.
+
+    The rows that train are exactly the ones `check_training_data` reported: the same rule
+    (`trainable_records`) leaves out conversations longer than Max length, so no answer is cut.
+    """
     from datasets import Dataset
 
-    rows = load_rows(cfg.data.path, cfg.data.max_samples)
-    records = to_sft_records(rows, cfg.data.format, cfg.data.system_prompt)
+    records, report = trainable_records(cfg, tokenizer)
+    for line in report_messages(report):
+        run.log(f"data: {line}")
     train, val, test = split_rows(records, cfg.data.val_size, cfg.data.test_size, cfg.train.seed)
     for name, part in (("train", train), ("val", val), ("test", test)):
         write_jsonl(part, run.path / "data" / f"{name}.jsonl")
-    run.log(f"data: {len(rows)} rows -> {len(train)} train / {len(val)} val / {len(test)} test")
+    run.log(f"data: {report['kept']} rows -> {len(train)} train / {len(val)} val / {len(test)} test")
     return Dataset.from_list(train), (Dataset.from_list(val) if val else None)
 
 
-def run_training(cfg: StudioConfig, run: Run, stop_event: threading.Event | None = None) -> dict:
-    """Train, save, and leave the run's status final. Returns the final status; never raises."""
-    stop_event = stop_event or threading.Event()
-    run.update_status(state="running", phase="loading model", message="Loading the base model",
-                      started_at=time.time())
-    try:
-        import datasets
-        import transformers
-        from trl import SFTTrainer
+def eval_sample(eval_ds, seed: int):
+    """At most EVAL_ROWS validation rows, the same ones for every evaluation of the run."""
+    if eval_ds is None or len(eval_ds) <= EVAL_ROWS:
+        return eval_ds
+    return eval_ds.shuffle(seed=seed).select(range(EVAL_ROWS))
 
-        # Progress lives in the run folder; library progress bars would only clutter the terminal.
-        datasets.disable_progress_bars()
-        transformers.utils.logging.disable_progress_bar()
 
-        plan = device_plan(cfg.train, cfg.method.method)
-        run.log(f"device plan: {plan}")
-        model, tokenizer = load_model(cfg, plan)
-        bits = 4 if getattr(model, "is_loaded_in_4bit", False) else 8 if getattr(model, "is_loaded_in_8bit", False) else 0
-        run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters"
-                + (f", quantized {bits}-bit" if bits else ""))
-        if stop_event.is_set():
-            return run.update_status(state="stopped", phase="stopped", ended_at=time.time(),
-                                     message="Stopped before training began.")
-        run.update_status(phase="preparing data", message="Preparing the dataset")
-        train_ds, eval_ds = prepare_data(cfg, run)
-        recorder = RunRecorder(run, stop_event)
-        trainer = SFTTrainer(
-            model=model,
-            args=build_sft_config(cfg, run, plan, len(train_ds), eval_ds is not None),
-            train_dataset=train_ds,
-            eval_dataset=eval_ds,
-            processing_class=tokenizer,
-            peft_config=peft_config_for(cfg.method),
-            callbacks=[recorder],
-        )
-        trainer.remove_callback(PrinterCallback)  # progress goes to the run folder, not stdout
-        trainer.train()
-        run.update_status(phase="saving", message="Saving the result", training_ended_at=time.time())
-        out_dir = run.path / ("adapter" if cfg.method.method in ("lora", "qlora") else "model")
-        trainer.save_model(str(out_dir))
-        tokenizer.save_pretrained(str(out_dir))
-        step = trainer.state.global_step
-        run.update_status(final_loss=recorder.last_loss)
-        if recorder.failure:
-            run.log(recorder.failure)
-            return run.update_status(state="failed", phase="failed", ended_at=time.time(),
-                                     message=recorder.failure, step=step)
-        state = "stopped" if stop_event.is_set() else "completed"
-        verb = "Stopped" if state == "stopped" else "Finished"
-        message = f"{verb} after {step} steps; saved to {out_dir}"
-        run.log(message)
-        return run.update_status(state=state, phase=state, ended_at=time.time(), message=message,
-                                 step=step, output=str(out_dir))
-    except BaseException as exc:  # the run must end in a final state whatever happened
-        run.log(traceback.format_exc())
-        message = explain(exc)
-        return run.update_status(state="failed", phase="failed", ended_at=time.time(), message=message)
+def build_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, plan: dict | None = None):
+    """Load the model and data for cfg and return (SFTTrainer, RunRecorder), ready to train."""
+    from trl import SFTTrainer
+
+    plan = plan or device_plan(cfg.train, cfg.method.method)
+    run.log(f"device plan: {plan}")
+    run.update_status(phase="loading model", message=Msg("train.loading_model"))
+    model, tokenizer = load_model(cfg, plan)
+    bits = 4 if getattr(model, "is_loaded_in_4bit", False) else 8 if getattr(model, "is_loaded_in_8bit", False) else 0
+    run.log(f"model: {type(model).__name__}, {model.num_parameters():,} parameters"
+            + (f", quantized {bits}-bit" if bits else ""))
+    if getattr(model, "studio_unquantized", None):  # layers the CPU 4-bit kernel cannot pack
+        run.log("left unquantized (shape unfit for the CPU 4-bit kernel): " + ", ".join(model.studio_unquantized))
+    run.update_status(phase="preparing data", message=Msg("train.preparing_data"))
+    train_ds, eval_ds = prepare_data(cfg, run, tokenizer)
+    eval_ds = eval_sample(eval_ds, cfg.train.seed)
+    recorder = RunRecorder(run, stop_event)
+    trainer = SFTTrainer(
+        model=model,
+        args=build_sft_config(cfg, run, plan, len(train_ds), len(eval_ds) if eval_ds is not None else 0),
+        train_dataset=train_ds,
+        eval_dataset=eval_ds,
+        processing_class=tokenizer,
+        peft_config=peft_config_for(cfg.method),
+        callbacks=[recorder],
+    )
+    trainer.remove_callback(PrinterCallback)  # progress goes to the run folder, not stdout
+    return trainer, recorder
+
+
+def run_training(run: Run, stop_event: threading.Event) -> dict:
+    """The training work function: train run.config(), save the result, return what happened.
+
+    Raises on faults; the job manager (studio.jobs.run_job) turns that into a failed run."""
+    import datasets
+    import transformers
+
+    # Progress lives in the run folder; library progress bars would only clutter the terminal.
+    datasets.disable_progress_bars()
+    transformers.utils.logging.disable_progress_bar()
+    cfg = run.config()
+    plan = device_plan(cfg.train, cfg.method.method)
+    if stop_event.is_set():
+        return {"message": Msg("train.stopped_before")}
+    trainer, recorder = build_trainer(cfg, run, stop_event, plan)
+    if stop_event.is_set():
+        return {"message": Msg("train.stopped_before")}
+    trainer.train()
+    run.update_status(phase="saving", message=Msg("train.saving"), training_ended_at=time.time())
+    out_dir = run.path / ("adapter" if cfg.method.method in ("lora", "qlora") else "model")
+    trainer.save_model(str(out_dir))
+    if trainer.args.should_save:
+        trainer.processing_class.save_pretrained(str(out_dir))
+    step = trainer.state.global_step
+    outcome = {"step": step, "final_loss": recorder.last_loss, "final_eval_loss": recorder.last_eval_loss,
+               "failure": recorder.failure}
+    if recorder.failure is None:
+        done = "train.stopped_after" if stop_event.is_set() else "train.finished"
+        outcome.update(output=str(out_dir), message=Msg(done, steps=step, output=str(out_dir)))
+    return outcome
+
+
+def _rank_and_world() -> tuple[int, int]:
+    """This process's rank and the number of processes, from torchrun's / accelerate's environment."""
+    return int(os.environ.get("RANK", "0")), int(os.environ.get("WORLD_SIZE", "1"))
+
+
+def _share_run_id(run_id: str | None) -> str | None:
+    """Rank 0's run id (None = it refused the settings), for every rank."""
+    import torch.distributed as dist
+
+    box = [run_id]
+    dist.broadcast_object_list(box, src=0)
+    return box[0]
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m studio.train RECIPE [key=value …]`, e.g. under `accelerate launch`."""
-    from studio.config import check, from_command_line
-    from studio.models import check_model
+    """`python -m studio.train RECIPE [key=value …] [--home DIR]`, alone or under torchrun/accelerate."""
+    from studio.config import from_command_line
+    from studio.jobs import JobManager, run_training as work, stop_jobs_on_sigterm
     from studio.paths import studio_home
     from studio.runs import RunStore
 
-    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="python -m studio.train", description=t("train.main_help"))
+    parser.add_argument("items", nargs="*", metavar="RECIPE.yaml | key=value")
+    parser.add_argument("--home", default=None, help=t("train.home_help"))
+    args = parser.parse_args(argv)
+    rank, world = _rank_and_world()
+    if world > 1:
+        from accelerate import PartialState
+
+        PartialState()  # joins the process group torchrun / accelerate launch set up (gloo on CPU)
+    scratch = None
     try:
-        cfg = check(from_command_line(argv))
-        check_model(cfg.model)
+        cfg = from_command_line(args.items)
+        if rank == 0:
+            jobs = JobManager(RunStore(studio_home(args.home)))
+            try:
+                jobs.check(cfg)
+                run = jobs.create(cfg)
+            except UserError:
+                if world > 1:
+                    _share_run_id(None)  # the other ranks stop too
+                raise
+            if world > 1:
+                _share_run_id(run.id)
+        else:
+            if _share_run_id(None) is None:
+                return 2
+            scratch = Path(tempfile.mkdtemp(prefix=f"studio-rank{rank}-"))
+            jobs = JobManager(RunStore(scratch))
+            run = jobs.create(cfg)  # the same settings; its records go nowhere that matters
     except UserError as exc:
-        print(f"error: {exc}", file=sys.stderr)
+        print(t("train.error_line", error=exc.msg), file=sys.stderr)
         return 2
-    run = RunStore(studio_home()).create(cfg)
-    status = run_training(cfg, run)
-    print(f"{status['state']}: {status['message']}")
-    return 0 if status["state"] == "completed" else 1
+    try:
+        jobs.submit(run, work)
+        stop_jobs_on_sigterm()  # torchrun passes SIGTERM on to every rank: all stop at one step
+        try:
+            jobs.wait()
+        except KeyboardInterrupt:
+            jobs.stop()
+            jobs.wait()
+        status = run.status()
+        if rank == 0:
+            print(t("train.final_line", state=Msg("state." + status["state"]), message=run.message()))
+        return 0 if status["state"] == "completed" else 1
+    finally:
+        if scratch is not None:
+            shutil.rmtree(scratch, ignore_errors=True)
 
 
 if __name__ == "__main__":

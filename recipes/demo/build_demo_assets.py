@@ -10,8 +10,11 @@ needs:
   (alpaca format).
 * ``assets/data/demo_dpo.json`` - 120 English preference pairs
   (``{"prompt", "chosen", "rejected"}``).
-* ``assets/model/``             - a tiny ``LlamaForCausalLM`` base model (~1.3M
-  parameters, fp32 safetensors) with a byte-level BPE tokenizer trained here and a
+* ``assets/data/demo_examples.json`` - the questions the Chat tab suggests,
+  ``{"en": [...], "zh": [...]}``; the datasets always contain them (and close
+  variants), so a demo run answers them correctly.
+* ``assets/model/``             - a tiny ``LlamaForCausalLM`` base model (~1.4M
+  parameters, every dimension a multiple of 64, fp32 safetensors) with a byte-level BPE tokenizer trained here and a
   ChatML chat template. The model is *pretrained* here on a synthetic plain-prose
   corpus (English + Chinese) stating the same kinds of facts as the datasets, but
   never in question/answer or chat form. The untouched base therefore "knows" the
@@ -22,6 +25,10 @@ needs:
 Run from the repository root (CPU only, about 6 minutes on 2 cores):
 
     .venv/bin/python recipes/demo/build_demo_assets.py
+
+With ``--data-only`` it rewrites only ``assets/data/`` (seconds): the datasets
+and the corpus draw from separate seeded generators, so the model a full run
+builds does not depend on the dataset recipe.
 
 Every random choice is drawn from fixed seeds, and torch uses a fixed number of
 threads, so re-running the script on the same machine reproduces the same files.
@@ -365,7 +372,42 @@ ZH_QUOTAS = {
 }
 
 
-def sample_dataset(families: dict[str, list[dict]], quotas: dict[str, int], rng: random.Random) -> list[dict]:
+# The questions the Chat tab suggests (written to assets/data/demo_examples.json), each with the
+# (instruction, input) rows of the dataset that teach its fact: the question itself and two
+# neighbours, so the fact is still trained on when a run's validation/test split takes one or two.
+# Facts to look up, not sums: the tiny model recalls a fact it was taught, but gets a held-out sum
+# wrong now and then ("2 plus 3 is 6."). Chinese colours are left out too: their answers end in
+# merged tokens such as "是黄色的" that a LoRA run does not learn to produce reliably, and so are
+# the days ("星期一的后一天…" came out garbled in one of two runs). The Chinese question words
+# (什么, 怎么, ？) are byte fragments to this tokenizer, trained on a corpus without questions.
+EN_EXAMPLES = {
+    "What is the opposite of hot?": [
+        ("What is the opposite of hot?", ""), ("Give the opposite of this word.", "hot"),
+        ("What is the opposite of cold?", "")],
+    "What colour is a banana?": [
+        ("What colour is a banana?", ""), ("Name the colour of this thing.", "banana"),
+        ("What colour is a lemon?", "")],
+    "What sound does a cow make?": [
+        ("What sound does a cow make?", ""), ("What does a cow say?", ""),
+        ("Write the sound this animal makes.", "cow")],
+    "What is the plural of mouse?": [
+        ("What is the plural of mouse?", ""), ("Write the plural of this word.", "mouse"),
+        ("What is the plural of goose?", "")],
+    "What day comes after Monday?": [
+        ("What day comes after Monday?", ""), ("What day comes before Tuesday?", ""),
+        ("What day comes after Sunday?", "")],
+}
+ZH_EXAMPLES = {
+    "热的反义词是什么？": [("热的反义词是什么？", ""), ("写出这个词的反义词。", "热"), ("冷的反义词是什么？", "")],
+    "牛是怎么叫的？": [("牛是怎么叫的？", ""), ("牛的叫声是什么？", ""), ("写出这种动物的叫声。", "牛")],
+}
+
+
+def sample_dataset(families: dict[str, list[dict]], quotas: dict[str, int], rng: random.Random,
+                   required: dict[str, list[tuple[str, str]]] | None = None) -> list[dict]:
+    """`quotas[family]` rows from each family; the `required` (instruction, input) rows are
+    always among them (they count towards their family's quota)."""
+    must = {key for keys in (required or {}).values() for key in keys}
     rows: list[dict] = []
     seen: set[tuple[str, str]] = set()
     for name, quota in quotas.items():
@@ -376,6 +418,7 @@ def sample_dataset(families: dict[str, list[dict]], quotas: dict[str, int], rng:
             uniq.setdefault((r["instruction"], r["input"]), r)
         pool = list(uniq.values())
         rng.shuffle(pool)
+        pool.sort(key=lambda r: (r["instruction"], r["input"]) not in must)  # stable: required first
         taken = 0
         for r in pool:
             key = (r["instruction"], r["input"])
@@ -387,6 +430,8 @@ def sample_dataset(families: dict[str, list[dict]], quotas: dict[str, int], rng:
             if taken == quota:
                 break
         assert taken == quota, f"family {name}: only {taken} of {quota} examples available"
+    missing = must - {(r["instruction"], r["input"]) for r in rows}
+    assert not missing, f"example rows not in the data: {sorted(missing)}"
     rng.shuffle(rows)  # interleave families
     return rows
 
@@ -881,7 +926,15 @@ def fit_docs(docs: list[list[str]], tokenizer) -> list[str]:
 # ---------------------------------------------------------------------------
 # Tokenizer
 # ---------------------------------------------------------------------------
-VOCAB_SIZE = 4000
+# Every weight dimension is a multiple of 64 (vocab, hidden, intermediate), so
+# every CPU kernel accepts the model: bitsandbytes' packed 4-bit kernel on
+# AVX-512 CPUs needs output features divisible by 32, and GPU/AMX tiles like 64.
+DIM_MULTIPLE = 64
+VOCAB_SIZE = 4096
+HIDDEN_SIZE = 128
+INTERMEDIATE_SIZE = 384
+NUM_LAYERS = 4
+NUM_HEADS = 4  # head_dim 32
 
 
 def train_tokenizer(docs: list[str]) -> PreTrainedTokenizerFast:
@@ -947,13 +1000,17 @@ def pretrain(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> LlamaForCau
     print(f"corpus: {len(docs)} docs, {sum(len(r) for r in rows):,} tokens, "
           f"mean {sum(len(r) for r in rows) / len(rows):.0f} tokens/doc")
 
+    # BPE may stop short of VOCAB_SIZE on a small corpus; the embedding is
+    # rounded up so its rows stay a multiple of DIM_MULTIPLE (spare rows are
+    # never produced by the tokenizer and learn low logits).
+    vocab_rows = -(-len(tokenizer) // DIM_MULTIPLE) * DIM_MULTIPLE
     config = LlamaConfig(
-        vocab_size=len(tokenizer),
-        hidden_size=128,
-        intermediate_size=344,
-        num_hidden_layers=4,
-        num_attention_heads=4,
-        num_key_value_heads=4,
+        vocab_size=vocab_rows,
+        hidden_size=HIDDEN_SIZE,
+        intermediate_size=INTERMEDIATE_SIZE,
+        num_hidden_layers=NUM_LAYERS,
+        num_attention_heads=NUM_HEADS,
+        num_key_value_heads=NUM_HEADS,
         max_position_embeddings=256,
         rms_norm_eps=1e-5,
         tie_word_embeddings=True,
@@ -961,6 +1018,7 @@ def pretrain(tokenizer: PreTrainedTokenizerFast, docs: list[str]) -> LlamaForCau
         eos_token_id=eos_id,
         pad_token_id=pad_id,
     )
+    assert all(d % DIM_MULTIPLE == 0 for d in (config.vocab_size, config.hidden_size, config.intermediate_size))
     torch.manual_seed(SEED)
     model = LlamaForCausalLM(config)
     print(f"model parameters: {sum(p.numel() for p in model.parameters()):,}")
@@ -1015,6 +1073,11 @@ def write_json(path: Path, rows: list[dict]) -> None:
 
 
 def main() -> None:
+    import argparse
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data-only", action="store_true", help="rewrite assets/data only, keep the model")
+    args = parser.parse_args()
     t_start = time.time()
     torch.set_num_threads(NUM_THREADS)
     random.seed(SEED)
@@ -1022,8 +1085,8 @@ def main() -> None:
 
     # 1. Datasets. Each file gets its own seeded RNG so changing one file's
     #    recipe does not reshuffle the others.
-    en = sample_dataset(en_families(), EN_QUOTAS, random.Random(SEED + 1))
-    zh = sample_dataset(zh_families(), ZH_QUOTAS, random.Random(SEED + 2))
+    en = sample_dataset(en_families(), EN_QUOTAS, random.Random(SEED + 1), EN_EXAMPLES)
+    zh = sample_dataset(zh_families(), ZH_QUOTAS, random.Random(SEED + 2), ZH_EXAMPLES)
     dpo = build_dpo(random.Random(SEED + 3))
     for rows in (en, zh):
         assert len(rows) == 600 and len({json.dumps(r, sort_keys=True) for r in rows}) == 600
@@ -1031,7 +1094,13 @@ def main() -> None:
     write_json(DATA_DIR / "demo_en.json", en)
     write_json(DATA_DIR / "demo_zh.json", zh)
     write_json(DATA_DIR / "demo_dpo.json", dpo)
+    # The Chat tab's suggested questions: {"en": [...], "zh": [...]}, plain strings.
+    with open(DATA_DIR / "demo_examples.json", "w", encoding="utf-8") as fh:
+        json.dump({"en": list(EN_EXAMPLES), "zh": list(ZH_EXAMPLES)}, fh, ensure_ascii=False, indent=1)
+        fh.write("\n")
     print(f"datasets: en={len(en)} zh={len(zh)} dpo={len(dpo)}")
+    if args.data_only:
+        return
 
     # 2. Corpus + tokenizer.
     sentence_docs = build_corpus(random.Random(SEED + 4), n_en=10000, n_zh=10000)
@@ -1042,24 +1111,33 @@ def main() -> None:
     # 3. Pretraining.
     model = pretrain(tokenizer, docs)
 
-    # 4. Save. Start from an empty directory so no stale files survive.
-    if MODEL_DIR.exists():
-        shutil.rmtree(MODEL_DIR)
-    MODEL_DIR.mkdir(parents=True)
+    # 4. Save into a fresh sibling folder (no stale files survive), then swap it
+    #    in with two renames so a reader never sees a half-written model.
+    staging = MODEL_DIR.with_name(MODEL_DIR.name + ".new")
+    if staging.exists():
+        shutil.rmtree(staging)
+    staging.mkdir(parents=True)
     model.generation_config = GenerationConfig(
         bos_token_id=None,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
     )
-    model.save_pretrained(MODEL_DIR)
-    tokenizer.save_pretrained(MODEL_DIR)
+    model.save_pretrained(staging)
+    tokenizer.save_pretrained(staging)
     # transformers 5 records its new class name "TokenizersBackend"; the
     # classic alias "PreTrainedTokenizerFast" names the same class and is also
     # understood by transformers 4.x and other loaders.
-    cfg_path = MODEL_DIR / "tokenizer_config.json"
+    cfg_path = staging / "tokenizer_config.json"
     tok_cfg = json.loads(cfg_path.read_text(encoding="utf-8"))
     tok_cfg["tokenizer_class"] = "PreTrainedTokenizerFast"
     cfg_path.write_text(json.dumps(tok_cfg, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    for path in staging.iterdir():  # safetensors writes 0600 files; assets are readable by all
+        path.chmod(0o644)
+    retired = MODEL_DIR.with_name(MODEL_DIR.name + ".old")
+    if MODEL_DIR.exists():
+        MODEL_DIR.rename(retired)
+    staging.rename(MODEL_DIR)
+    shutil.rmtree(retired, ignore_errors=True)
     print(f"saved to {MODEL_DIR} in {time.time() - t_start:.0f}s total")
 
 

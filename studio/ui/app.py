@@ -6,17 +6,24 @@
 
 One module per tab builds its components from the shared `Workspace`. Internal listeners are
 hidden from the API; the public endpoints (`/start_run`, `/stop_run`, `/run_status`,
-`/run_metrics`, `/list_runs`) let scripts and `gradio_client` drive the same job manager.
+`/run_metrics`, `/list_runs`) let scripts and `gradio_client` drive the same job manager, and
+`/chat` answers a message after a chat history with the base model or a finished run. Every
+word on the page comes from the translation table (studio/ui/texts.py), in English or Chinese.
 """
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import gradio as gr
 
 from studio.errors import explain
+from studio.i18n import DEFAULT, LANGUAGES, t
+from studio.security import AllowedHosts, HostGuard, LaunchPolicy
 from studio.ui import chat_tab, data_tab, runs_tab, train_tab
+from studio.ui.texts import Texts
 from studio.jobs import warm_up
 from studio.workspace import Workspace
 
@@ -25,11 +32,13 @@ CSS = (Path(__file__).resolve().parents[2] / "assets" / "studio.css")
 
 def add_api(ws: Workspace) -> None:
     def start_run(overrides: list[str]) -> dict:
-        """Start training with key=value overrides (e.g. ["max_steps=20"]); returns the run id."""
+        """Start training with key=value overrides (e.g. ["max_steps=20"]); returns the run id.
+
+        Paths in `model=` and `data=` are checked by `Workspace.start` (the launch policy)."""
         try:
             run = ws.start(overrides)
         except Exception as exc:  # one plain line for the caller, whatever went wrong
-            raise gr.Error(explain(exc)) from None
+            raise gr.Error(explain(exc).render()) from None
         return {"run_id": run.id, "folder": str(run.path)}  # not "path": clients read that as a file
 
     def stop_run() -> dict:
@@ -42,14 +51,14 @@ def add_api(ws: Workspace) -> None:
         try:
             return ws.store.get(run_id).progress()
         except KeyError:
-            raise gr.Error(f"No run called '{run_id}'.") from None
+            raise gr.Error(t("security.api_no_run", run_id=run_id)) from None
 
     def run_metrics(run_id: str, since_step: int = -1) -> list[dict]:
         """Metric events (train loss, eval loss, learning rate, …) with step > since_step."""
         try:
             run = ws.store.get(run_id)
         except KeyError:
-            raise gr.Error(f"No run called '{run_id}'.") from None
+            raise gr.Error(t("security.api_no_run", run_id=run_id)) from None
         return [e for e in run.read_metrics() if e.get("step", 0) > since_step]
 
     def list_runs() -> list[dict]:
@@ -61,43 +70,74 @@ def add_api(ws: Workspace) -> None:
 
 
 def build_app(ws: Workspace) -> gr.Blocks:
+    """The page. Every word on it comes from the translation table through one `Texts`
+    registry; the language switch (remembered per browser) updates them all at once."""
+    texts = Texts()
     with gr.Blocks(title="Finetune Studio") as demo:
+        saved_lang = gr.BrowserState(DEFAULT, storage_key="studio-language", secret="studio-language")
         with gr.Row(elem_classes="studio-header"):
-            gr.Markdown("# Finetune Studio\nFine-tune a language model in your browser: data → "
-                        "train → evaluate → chat.")
+            texts.add(gr.Markdown, value="ui.app.header", elem_id="studio-title")
+            lang = gr.Radio([(name, code) for code, name in LANGUAGES.items()], value=DEFAULT,
+                            show_label=False, container=False, elem_id="language", scale=0, min_width=220)
         with gr.Tabs(selected="train") as tabs:
-            with gr.Tab("Data", id="data"):
+            with texts.add(gr.Tab, label="ui.tab.data", id="data", elem_id="tab-data"):
                 data_slot = gr.Column()
-            with gr.Tab("Train", id="train"):
-                train = train_tab.build(ws, tabs)
-            with gr.Tab("Evaluate", id="evaluate"):
-                gr.Markdown("Scoring with ROUGE and BLEU on the held-out test split (saved with "
-                            "each run under `data/test.jsonl`) arrives in the next release.",
-                            elem_classes="tab-intro")
-            with gr.Tab("Chat", id="chat"):
-                chat = chat_tab.build(ws)
-            with gr.Tab("Runs", id="runs") as runs_page:
-                runs = runs_tab.build(ws)
+            with texts.add(gr.Tab, label="ui.tab.train", id="train", elem_id="tab-train"):
+                train = train_tab.build(ws, tabs, texts, lang)
+            with texts.add(gr.Tab, label="ui.tab.evaluate", id="evaluate", elem_id="tab-evaluate"):
+                texts.add(gr.Markdown, value="ui.evaluate.coming", elem_classes="tab-intro")
+            with texts.add(gr.Tab, label="ui.tab.chat", id="chat", elem_id="tab-chat"):
+                chat = chat_tab.build(ws, texts, lang)
+            with texts.add(gr.Tab, label="ui.tab.runs", id="runs", elem_id="tab-runs") as runs_page:
+                runs = runs_tab.build(ws, texts, lang)
         with data_slot:
-            data = data_tab.build(ws, train["fields"])
-        refresh_runs, runs_table = runs["refresh"]
-        runs_page.select(refresh_runs, None, runs_table, api_visibility="private")
+            data = data_tab.build(ws, train["fields"], texts, lang)
+        refresh_runs, refresh_inputs, runs_table = runs["refresh"]
+        runs_page.select(refresh_runs, refresh_inputs, runs_table, api_visibility="private")
         select_run, chat_source = chat["select_run"]
         for button in train["to_chat"]:
-            button.click(select_run, train["run_id"], chat_source, api_visibility="private")
+            button.click(select_run, [train["run_id"], lang], chat_source, api_visibility="private")
         for part in (train, runs, data, chat):
             fn, inputs, outputs = part["load"]
-            demo.load(fn, inputs, outputs, api_visibility="private")
+            demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        # The browser's remembered language is applied on load; a switch re-words every
+        # registered component (and each tab redraws what its handlers wrote).
+        demo.load(lambda code: code if code in LANGUAGES and code != DEFAULT else gr.skip(),
+                  saved_lang, lang, api_visibility="private", show_progress="hidden")
+        lang.change(lambda code, note: [code] + texts.updates(code, note), [lang, train["notice"]],
+                    [saved_lang] + texts.outputs(), api_visibility="private", show_progress="hidden")
+        gr.api(chat["api_chat"], api_name="chat")
         add_api(ws)
+    demo.texts = texts  # for tests: the registry of translated components
     return demo
 
 
 def launch(home: Path, host: str = "127.0.0.1", port: int = 7860, share: bool = False,
-           prevent_thread_lock: bool = False):
-    ws = Workspace(home)
+           prevent_thread_lock: bool = False, policy: LaunchPolicy | None = None):
+    """Serve the studio. `policy` (from `studio ui`'s flags) wins over `host`/`share`.
+
+    In front of Gradio's routes: a login when the policy has one (Gradio's `auth` guards the page
+    and every /gradio_api route), `HostGuard` (Host header and cross-origin writes), the upload
+    cap, and no /monitoring dashboard.
+    """
+    from starlette.middleware import Middleware
+
+    policy = policy or LaunchPolicy(host=host, share=share)
+    if policy.warning():
+        print(t("cli.warning", message=t(policy.warning())), file=sys.stderr, flush=True)
+    ws = Workspace(home, policy)
     demo = build_app(ws)
     warm_up()
     demo.queue(default_concurrency_limit=4)
-    return demo.launch(server_name=host, server_port=port, share=share, css_paths=[CSS],
-                       theme=gr.themes.Soft(primary_hue="indigo"), inbrowser=False,
-                       prevent_thread_lock=prevent_thread_lock, footer_links=["api"])
+    hosts = AllowedHosts(policy.host, policy.allowed_hosts)
+    result = demo.launch(
+        server_name=policy.host, server_port=port, share=policy.share, css_paths=[CSS],
+        theme=gr.themes.Soft(primary_hue="indigo"), inbrowser=False, prevent_thread_lock=True,
+        footer_links=["api"], auth=policy.auth, auth_message=t("security.login_message"),
+        max_file_size=policy.max_upload_bytes, enable_monitoring=False, ssr_mode=False,
+        app_kwargs={"middleware": [Middleware(HostGuard, hosts=hosts)]})
+    if demo.share_url:  # the tunnel forwards requests with the share link's host name
+        hosts.allow(urlsplit(demo.share_url).hostname or "")
+    if not prevent_thread_lock:
+        demo.block_thread()
+    return result

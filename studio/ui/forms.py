@@ -1,44 +1,41 @@
 """Form fields generated from `StudioConfig`: one component per setting, label and help included.
 
-    fields = build_fields(["train.epochs", "train.learning_rate"], cfg)   # {key: component}
-    cfg = config_from_values(keys, values)     # back to a StudioConfig (UserError on bad values)
+    fields = build_fields(["train.epochs", "train.learning_rate"], cfg, texts)   # {key: component}
+    cfg = config_from_values(keys, values)     # back to a StudioConfig; UserErrors lists every bad field
+    problems_of(exc)                           # {field key: Msg} from UserErrors / UserError(key=…)
 
-The config dataclasses are the only place a setting's label, help text, default, bounds and
-choices are written down; the form reads them from there.
+The config dataclasses are the only place a setting's default, bounds and choices are written
+down, and the translation table the only place for its label and help text; the form reads both.
 """
 
 from __future__ import annotations
 
 import gradio as gr
 
-from studio.config import StudioConfig, field_specs, field_type, get_value, set_value
+from studio.config import StudioConfig, field_specs, field_type, get_value, set_value, validate
+from studio.errors import UserError, UserErrors
+from studio.ui.texts import Texts
 
 
-def help_text(key: str) -> str:
-    return field_specs()[key].metadata["help"]
-
-
-def build_field(key: str, cfg: StudioConfig, **overrides) -> gr.components.Component:
+def build_field(key: str, cfg: StudioConfig, texts: Texts, **overrides) -> gr.components.Component:
     meta = field_specs()[key].metadata
     kind = field_type(key)
-    common = {"label": meta.get("label") or key, "info": meta["help"], "value": get_value(cfg, key),
-              "elem_id": "field-" + key.replace(".", "-"), "interactive": True}
+    common = {"value": get_value(cfg, key), "elem_id": "field-" + key.replace(".", "-"), "interactive": True}
     common.update(overrides)
     if overrides.get("choices") is not None or overrides.get("allow_custom_value"):
-        return gr.Dropdown(**common)
+        return texts.field(gr.Dropdown, key, **common)
     if meta.get("choices"):
         choices = meta["choices"]
         if len(choices) <= 4:
-            return gr.Radio(choices=choices, **common)
-        return gr.Dropdown(choices=choices, **common)
+            return texts.field(gr.Radio, key, choices=choices, **common)
+        return texts.field(gr.Dropdown, key, choices=choices, **common)
     if kind is bool:
-        return gr.Checkbox(**common)
+        return texts.field(gr.Checkbox, key, **common)
     if kind in (int, float):
         # Text boxes rather than gr.Number: a number box silently rewrites what was typed
         # (e.g. "abc" or "-1e-4"), and we want to explain bad values, not hide them.
         common["value"] = _format_number(common["value"])
-        return gr.Textbox(**common, max_lines=1)
-    return gr.Textbox(**common, max_lines=1)
+    return texts.field(gr.Textbox, key, max_lines=1, **common)
 
 
 def _format_number(value) -> str:
@@ -49,18 +46,30 @@ def _format_number(value) -> str:
     return str(value)
 
 
-def build_fields(keys: list[str], cfg: StudioConfig, **per_key_overrides) -> dict:
-    return {key: build_field(key, cfg, **per_key_overrides.get(key, {})) for key in keys}
+def build_fields(keys: list[str], cfg: StudioConfig, texts: Texts, **per_key_overrides) -> dict:
+    return {key: build_field(key, cfg, texts, **per_key_overrides.get(key, {})) for key in keys}
 
 
 def config_from_values(keys: list[str], values: list, base: StudioConfig | None = None) -> StudioConfig:
-    """Form values -> config; raises UserError (with .key set) for the first unparsable value."""
-    from studio.errors import UserError
-
+    """Form values -> config. Every value that cannot be read and every value out of bounds is
+    collected, so the form can flag all bad fields at once (UserErrors {key: Msg})."""
     cfg = base or StudioConfig()
+    problems = {}
     for key, value in zip(keys, values):
         try:
             cfg = set_value(cfg, key, value)
         except UserError as exc:
-            raise UserError(str(exc), key=key) from None
+            problems[key] = exc.msg
+    if problems:
+        problems.update({k: m for k, m in validate(cfg).items() if k not in problems})
+        raise UserErrors(problems)
     return cfg
+
+
+def problems_of(exc: BaseException) -> dict:
+    """{field key: Msg} for an error about settings (several or one); {} for any other error."""
+    if isinstance(getattr(exc, "problems", None), dict):
+        return dict(exc.problems)
+    if isinstance(exc, UserError) and exc.key:
+        return {exc.key: exc.msg}
+    return {}

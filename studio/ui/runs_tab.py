@@ -1,4 +1,8 @@
-"""Runs tab: every run in the studio home with state, method, data, final loss and duration."""
+"""Runs tab: every run in the studio home with state, method, data, final loss and duration.
+
+The table is drawn in the page's language (headers, states, each run's status message from
+status.json's code + parameters), so a run started in English reads in Chinese after a switch.
+"""
 
 from __future__ import annotations
 
@@ -8,41 +12,51 @@ import time
 import gradio as gr
 import pandas as pd
 
-COLUMNS = ["run", "state", "method", "model", "data", "steps", "final loss", "time", "started", "message"]
+from studio.i18n import Msg, t
+from studio.ui.texts import Texts
+
+COLUMNS = ["run", "state", "method", "model", "data", "steps", "final_loss", "time", "started", "message"]
 
 
-def runs_table(store) -> pd.DataFrame:
+def runs_table(store, lang: str | None = None) -> pd.DataFrame:
     rows = []
-    for r in store.list():
-        rows.append({
-            "run": r["id"], "state": r["state"], "method": r["method"],
-            "model": os.path.basename(r["model"].rstrip("/")) if r["model"].startswith("/") else r["model"],
-            "data": os.path.basename(r["data"]),
-            "steps": f"{r['step']}/{r['total_steps']}" if r["total_steps"] else str(r["step"]),
-            "final loss": round(r["final_loss"], 4) if isinstance(r["final_loss"], float) else None,
-            "time": f"{r['seconds']:.0f} s" if r["seconds"] else "",
-            "started": time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r["created_at"] else "",
-            "message": r["message"],
-        })
-    return pd.DataFrame(rows, columns=COLUMNS)
+    for run in store.all():
+        r = run.summary()
+        state = r["state"] if r["state"] in ("queued", "running", "stopping", "stopped", "completed",
+                                             "failed", "crashed") else "unknown"
+        rows.append([
+            r["id"], t("state." + state, lang), r["method"],
+            os.path.basename(r["model"].rstrip("/")) if r["model"].startswith("/") else r["model"],
+            os.path.basename(r["data"]),
+            f"{r['step']}/{r['total_steps']}" if r["total_steps"] else str(r["step"]),
+            round(r["final_loss"], 4) if isinstance(r["final_loss"], float) else None,
+            f"{r['seconds']:.0f} s" if r["seconds"] else "",
+            time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r["created_at"] else "",
+            run.message(lang),
+        ])
+    return pd.DataFrame(rows, columns=[t("ui.runs.col." + c, lang) for c in COLUMNS])
 
 
-def build(ctx):
-    gr.Markdown("All runs in the studio home, newest first. The run folder on disk is the source "
-                f"of truth: `{ctx.store.root}`", elem_classes="tab-intro")
-    table = gr.Dataframe(runs_table(ctx.store), interactive=False, wrap=True, elem_id="runs-table")
-    refresh = gr.Button("Refresh", size="sm")
+def build(ctx, texts: Texts, lang):
+    texts.add(gr.Markdown, value=Msg("ui.runs.intro", root=f"`{ctx.store.root}`"), elem_classes="tab-intro")
+    # Widths leave room for the message (it wraps); short headers never break inside a word (CSS).
+    table = gr.Dataframe(runs_table(ctx.store), interactive=False, wrap=True, elem_id="runs-table",
+                         column_widths=["18%", "8%", "6%", "7%", "8%", "6%", "8%", "6%", "11%", "22%"])
+    refresh = texts.add(gr.Button, value="ui.runs.refresh", size="sm")
     seen = gr.State(())
 
-    def poll(previous):
+    def poll(previous, code):
         """Redraw only when a run was added or changed state (a stat per run, no file reads)."""
         current = ctx.store.signature()
         if current == previous:
             return gr.skip(), previous
-        return runs_table(ctx.store), current
+        return runs_table(ctx.store, code), current
 
-    refresh.click(lambda: runs_table(ctx.store), None, table, api_visibility="private")
-    gr.Timer(3.0).tick(poll, seen, [table, seen], api_visibility="private",
+    def draw(code):
+        return runs_table(ctx.store, code)
+
+    refresh.click(draw, lang, table, api_visibility="private")
+    lang.change(draw, lang, table, api_visibility="private", show_progress="hidden")
+    gr.Timer(3.0).tick(poll, [seen, lang], [table, seen], api_visibility="private",
                        show_progress="hidden", queue=False)
-    return {"load": (lambda: runs_table(ctx.store), [], [table]),
-            "refresh": (lambda: runs_table(ctx.store), table)}
+    return {"load": (draw, [lang], [table]), "refresh": (draw, [lang], table)}

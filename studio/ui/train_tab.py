@@ -1,9 +1,13 @@
-"""Train tab: the config form, Start/Stop, progress with ETA, live loss and learning-rate plots.
+"""Train tab: the config form, a data check before Start, Start/Stop, progress with ETA, live plots.
 
 Handlers are thin: they turn form values into a `StudioConfig`, call the job manager, and
-render what the run folder says. A 1 s `gr.Timer` asks the run for metrics appended since the
-last byte offset it saw and redraws the plots only when something new arrived, so a reload or a
-second tab shows the same state as the first.
+render what the run folder says, in the page's language. A 1 s `gr.Timer` asks the run for
+metrics appended since the last byte offset it saw and redraws the plots only when something new
+arrived, so a reload or a second tab shows the same state as the first.
+
+A refused Start is a *notice* (`gr.State`): the error card and the flags on every bad field stay
+until the user edits a flagged field (or starts again); the timer leaves the card alone meanwhile,
+so an older run's card never replaces the error. A bad field inside a closed section opens it.
 """
 
 from __future__ import annotations
@@ -13,23 +17,26 @@ import html
 import gradio as gr
 import pandas as pd
 
-from studio.config import StudioConfig, load_recipe
+from studio.config import StudioConfig, load_recipe, set_value
+from studio.errors import explain
+from studio.i18n import Msg, render, t
 from studio.paths import DEMO_RECIPE
-from studio.errors import UserError, explain
-from studio.ui.forms import build_fields, config_from_values, help_text
+from studio.ui.forms import build_fields, config_from_values, problems_of
+from studio.ui.texts import Texts, field_info
 
 BASICS = ["model.path", "data.path", "method.method", "train.epochs", "train.learning_rate",
           "train.batch_size"]
 GROUPS = {
-    "Method details": ["method.lora_r", "method.lora_alpha", "method.lora_dropout", "method.lora_target",
-                       "method.quant_bits", "method.freeze_layers"],
-    "Data details": ["data.format", "data.val_size", "data.test_size", "data.max_samples",
-                     "data.system_prompt"],
-    "Training details": ["train.max_steps", "train.max_length", "train.grad_accum", "train.lr_scheduler",
-                         "train.warmup", "train.weight_decay", "train.max_grad_norm", "train.loss_on",
-                         "train.seed"],
-    "Logging & checkpoints": ["train.eval_every", "train.log_every", "train.save_every", "name"],
-    "Precision & memory": ["train.precision", "train.gradient_checkpointing", "model.trust_remote_code"],
+    "ui.train.group.method": ["method.lora_r", "method.lora_alpha", "method.lora_dropout",
+                              "method.lora_target", "method.quant_bits", "method.freeze_layers"],
+    "ui.train.group.data": ["data.format", "data.val_size", "data.test_size", "data.max_samples",
+                            "data.system_prompt"],
+    "ui.train.group.training": ["train.max_steps", "train.max_length", "train.grad_accum",
+                                "train.lr_scheduler", "train.warmup", "train.weight_decay",
+                                "train.max_grad_norm", "train.loss_on", "train.seed"],
+    "ui.train.group.logging": ["train.eval_every", "train.log_every", "train.save_every", "name"],
+    "ui.train.group.precision": ["train.precision", "train.gradient_checkpointing",
+                                 "model.trust_remote_code"],
 }
 KEYS = BASICS + [k for keys in GROUPS.values() for k in keys]
 MODEL_CHOICES = ["demo", "HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-0.5B-Instruct"]
@@ -38,6 +45,9 @@ DATA_CHOICES = ["demo-en", "demo-zh"]
 # series later (gradio 6.31), one that starts from None does.
 EMPTY_LOSS = EMPTY_LR = None
 LOSS_SERIES = {"loss": "train loss", "eval_loss": "eval loss"}
+PHASES = {"loading model": "ui.phase.loading_model", "preparing data": "ui.phase.preparing_data",
+          "training": "ui.phase.training", "saving": "ui.phase.saving"}
+WORKING = ("running", "stopping", "queued")
 
 
 def _clock(seconds) -> str:
@@ -47,30 +57,49 @@ def _clock(seconds) -> str:
     return f"{seconds // 60}:{seconds % 60:02d}" if seconds < 3600 else f"{seconds // 3600}h{seconds % 3600 // 60:02d}"
 
 
-def render_status(progress: dict | None, error: str = "") -> str:
-    """The progress card: phase, bar, step/epoch/ETA, and any error in plain words."""
+def render_error(error, lang: str | None = None, problems: dict | None = None) -> str:
+    """The card for a refused Start: the sentence (a Msg, or text), or one line per bad setting
+    when there are several; never markup from the input."""
+    title = html.escape(t("ui.status.could_not_start", lang))
+    if problems and len(problems) > 1:
+        items = "".join(f"<li>{html.escape(render(m, lang))}</li>" for m in problems.values())
+        return f'<div class="status-card failed"><b>{title}</b><ul class="problems">{items}</ul></div>'
+    return f'<div class="status-card failed"><b>{title}</b> {html.escape(render(error, lang))}</div>'
+
+
+def render_notice(note: dict, lang: str | None = None) -> str:
+    return render_error(note["message"], lang, note.get("problems"))
+
+
+def render_status(progress: dict | None, error="", lang: str | None = None) -> str:
+    """The progress card: phase, bar, step/epoch/ETA, and the run's message in plain words."""
     if error:
-        return f'<div class="status-card failed"><b>Could not start.</b> {html.escape(error)}</div>'
+        return render_error(error, lang)
     if not progress:
-        return ('<div class="status-card idle">Ready. The demo model and demo data are selected: '
-                'press <b>Start training</b>.</div>')
+        return f'<div class="status-card idle">{html.escape(t("ui.status.ready", lang))}</div>'
     state, phase = progress["state"], progress["phase"]
     pct = int(round(progress["fraction"] * 100))
     epoch = f"{progress['epoch']:.2f}" if isinstance(progress.get("epoch"), (int, float)) else "–"
-    steps = f"{progress['step']}/{progress['total_steps'] or '?'}"
-    details = (f"step {steps} · epoch {epoch} · elapsed {_clock(progress['elapsed_s'])} · "
-               f"ETA {_clock(progress['eta_s'])}")
-    working = state in ("running", "stopping", "queued")
-    title = {"loading model": "Loading the base model…", "preparing data": "Preparing the data…",
-             "training": "Training…", "saving": "Saving the result…"}.get(phase, phase.capitalize()) if working else state.capitalize()
-    message = "" if working and phase != "failed" else f'<div class="status-msg">{html.escape(progress["message"])}</div>'
+    details = t("ui.status.details", lang, steps=f"{progress['step']}/{progress['total_steps'] or '?'}",
+                epoch=epoch, elapsed=_clock(progress["elapsed_s"]), eta=_clock(progress["eta_s"]))
+    working = state in WORKING
+    if working:
+        title = t(PHASES[phase], lang) if phase in PHASES else t("state.running", lang)
+    else:
+        title = t("state." + state if "state." + state in _STATES else "state.unknown", lang)
+    message = "" if working else f'<div class="status-msg">{html.escape(render(progress["message"], lang))}</div>'
     return (f'<div class="status-card {html.escape(state)}"><div class="status-title">{html.escape(title)}'
             f'</div><div class="bar"><div class="fill" style="width:{pct}%"></div></div>'
-            f'<div class="status-details">{details}</div>{message}</div>')
+            f'<div class="status-details">{html.escape(details)}</div>{message}</div>')
 
 
-STARTING = ('<div class="status-card running"><div class="status-title">Starting…</div>'
-            '<div class="status-details">checking the settings and the model</div></div>')
+_STATES = {"state.queued", "state.running", "state.stopping", "state.stopped", "state.completed",
+           "state.failed", "state.crashed"}
+
+
+def render_starting(lang: str | None = None) -> str:
+    return (f'<div class="status-card running"><div class="status-title">{html.escape(t("ui.status.starting", lang))}'
+            f'</div><div class="status-details">{html.escape(t("ui.status.starting_detail", lang))}</div></div>')
 
 
 def frames(events: list[dict]) -> tuple[pd.DataFrame | None, pd.DataFrame | None]:
@@ -94,112 +123,230 @@ def frames(events: list[dict]) -> tuple[pd.DataFrame | None, pd.DataFrame | None
     return loss, lr
 
 
-def result_text(progress: dict | None) -> str:
+def result_text(progress: dict | None, lang: str | None = None) -> str:
     if not progress or progress["state"] not in ("completed", "stopped"):
         return ""
-    where = progress.get("output") or "the run folder"
-    verb = "finished" if progress["state"] == "completed" else "was stopped; what it learned so far is saved"
-    return (f"### Training {verb}\nSaved to `{where}`.\n\n"
-            "**Next:** score it on held-out prompts in **Evaluate**, talk to it in **Chat**, "
-            "or put it next to the base model in **Chat → Compare**.")
+    where = progress.get("output") or t("ui.result.run_folder", lang)
+    title = t("ui.result.finished" if progress["state"] == "completed" else "ui.result.stopped", lang)
+    return (f"### {title}\n{t('ui.result.saved_to', lang, where=f'`{where}`')}\n\n"
+            f"{t('ui.result.next', lang)}")
+
+
+def data_check_text(report: dict | None, plan: dict | None, lang: str | None = None, error=None) -> str:
+    """The line under the dataset field: what will happen to the data, and the device plan."""
+    if error is not None:
+        return f"⚠ {render(error, lang)}"
+    lines = []
+    if report:
+        summary = report.get("summary")
+        lines.append(render(summary, lang) if summary else t(
+            "ui.train.data_check", lang, rows=report.get("rows", "?"), usable=report.get("usable", "?"),
+            format=report.get("format", "?")))
+    reason = (plan or {}).get("reason")
+    if reason:
+        lines.append(render(reason, lang))
+    return "\n\n".join(lines)
+
+
+def check_data(cfg: StudioConfig) -> tuple[dict | None, dict | None]:
+    """The data engineer's check and the device plan, for the form's current settings."""
+    from studio import data, models
+
+    report = data.check_training_data(cfg)
+    plan = None
+    try:
+        plan = models.device_plan(cfg.train, cfg.method.method)
+    except Exception:  # a precision problem is flagged by Start, next to its field
+        plan = None
+    return report, plan
 
 
 def initial_config() -> StudioConfig:
-    """The form starts from the demo recipe: demo model + demo data + settings that work on a CPU."""
-    return load_recipe(DEMO_RECIPE) if DEMO_RECIPE.is_file() else StudioConfig()
+    """The form starts from the demo recipe: demo model + demo data + settings that work on a CPU.
+    The name is left empty so each run is named after its data and method."""
+    cfg = load_recipe(DEMO_RECIPE) if DEMO_RECIPE.is_file() else StudioConfig()
+    return set_value(cfg, "name", "")
 
 
-def build(ctx, tabs: gr.Tabs):
+def dataset_choices(ctx) -> list[tuple[str, str]]:
+    """Bundled sets and uploads: shown by file name, the value is the path."""
+    from pathlib import Path
+
+    return [(name, name) for name in DATA_CHOICES] + [(Path(p).name, p) for p in ctx.uploaded_datasets()]
+
+
+def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
     cfg = initial_config()
-    gr.Markdown("Pick a base model, a dataset and a method, then start. Everything else has "
-                "sensible defaults; open a section below to change it.", elem_classes="tab-intro")
+    texts.add(gr.Markdown, value="ui.train.intro", elem_classes="tab-intro")
+    accordions = {}
     with gr.Row(equal_height=False):
         with gr.Column(scale=2, min_width=360):
-            fields = build_fields(BASICS, cfg, **{
+            fields = build_fields(BASICS, cfg, texts, **{
                 "model.path": {"choices": MODEL_CHOICES, "allow_custom_value": True},
-                "data.path": {"choices": DATA_CHOICES + ctx.uploaded_datasets(), "allow_custom_value": True},
+                "data.path": {"choices": dataset_choices(ctx), "allow_custom_value": True},
             })
+            data_check = gr.Markdown("", elem_id="data-check", elem_classes="field-note")
             for title, keys in GROUPS.items():
-                with gr.Accordion(title, open=False):
-                    fields.update(build_fields(keys, cfg))
+                with texts.add(gr.Accordion, label=title, open=False, elem_id="group-" + title.split(".")[-1]) as box:
+                    fields.update(build_fields(keys, cfg, texts))
+                accordions[title] = box
         with gr.Column(scale=3, min_width=420):
             with gr.Row():
-                start = gr.Button("Start training", variant="primary", elem_id="start-btn", scale=2)
-                stop = gr.Button("Stop", variant="stop", elem_id="stop-btn", interactive=False, scale=1)
+                start = texts.add(gr.Button, value="ui.train.start", variant="primary", elem_id="start-btn", scale=2)
+                stop = texts.add(gr.Button, value="ui.train.stop", variant="stop", elem_id="stop-btn",
+                                 interactive=False, scale=1)
             status = gr.HTML(render_status(None), elem_id="train-status")
             loss_plot = gr.LinePlot(EMPTY_LOSS, x="step", y="value", color="series", title="Loss",
                                     y_title="loss", height=260, elem_id="loss-plot",
                                     color_map={"train loss": "#2563eb", "eval loss": "#f97316"})
             lr_plot = gr.LinePlot(EMPTY_LR, x="step", y="learning_rate", title="Learning rate",
                                   height=200, elem_id="lr-plot")
+            texts.register(loss_plot, title="ui.train.loss_title")
+            texts.register(lr_plot, title="ui.train.lr_title")
             result = gr.Markdown("", elem_id="train-result")
             with gr.Row(visible=False) as next_steps:
-                to_eval = gr.Button("Evaluate it", size="sm")
-                to_chat = gr.Button("Chat with it", size="sm")
-                to_compare = gr.Button("Compare with the base", size="sm")
+                # Evaluate and Compare are not built yet: say so rather than lead to a dead end.
+                texts.add(gr.Button, value="ui.train.to_eval_soon", size="sm", interactive=False, elem_id="to-eval")
+                to_chat = texts.add(gr.Button, value="ui.train.to_chat", size="sm", elem_id="to-chat")
+                texts.add(gr.Button, value="ui.train.to_compare_soon", size="sm", interactive=False,
+                          elem_id="to-compare")
 
     run_id = gr.State("")
     offset = gr.State(0)
     events = gr.State([])
+    # None, "starting", or {"message": Msg dict, "problems": {key: Msg dict}}: a refused Start
+    # stays on screen until the user edits a flagged field.
+    notice = gr.State(None)
     field_list = [fields[k] for k in KEYS]
+    box_list = list(accordions.values())
 
-    def field_updates(error_key: str | None = None, message: str = ""):
-        return [gr.update(info=f"⚠ {message}" if key == error_key else help_text(key),
-                          elem_classes=["field-error"] if key == error_key else [])
+    def field_updates(lang_code: str, problems: dict) -> list:
+        return [gr.update(info=field_info(key, lang_code, problems),
+                          elem_classes=["field-error"] if key in problems else [])
                 for key in KEYS]
 
-    def view(rid: str, off: int, evs: list, force: bool = False):
+    def view(rid: str, off: int, evs: list, note, lang_code: str, force: bool = False):
         """Read the run's new state; gr.skip() where nothing changed (cheap polling)."""
         run = ctx.jobs.active_run() or (ctx.store.get(rid) if rid and ctx.has_run(rid) else None)
         if run is None:
             run = ctx.store.latest()
+        shown = gr.skip() if note else None  # a notice on screen is not replaced by a run card
         if run is None:
             return [gr.skip()] * 10 if not force else [
-                "", 0, [], render_status(None), EMPTY_LOSS, EMPTY_LR, "", gr.update(visible=False),
-                gr.update(interactive=True)] + [gr.update(interactive=False)]
+                "", 0, [], shown or render_status(None, lang=lang_code), EMPTY_LOSS, EMPTY_LR, "",
+                gr.update(visible=False), gr.update(interactive=True), gr.update(interactive=False)]
         if run.id != rid:
             off, evs, force = 0, [], True
         new, off = run.read_metrics_from(off)
         progress = run.progress()
-        working = progress["state"] in ("running", "stopping", "queued")
+        working = progress["state"] in WORKING
+        if not working:
+            progress["message"] = run.message(lang_code)
         evs = evs + new
         loss_df, lr_df = frames(evs) if (new or force) else (gr.skip(), gr.skip())
         done = progress["state"] in ("completed", "stopped")
-        return [run.id, off, evs, render_status(progress), loss_df, lr_df, result_text(progress),
-                gr.update(visible=done), gr.update(interactive=not working),
+        return [run.id, off, evs, shown or render_status(progress, lang=lang_code), loss_df, lr_df,
+                result_text(progress, lang_code), gr.update(visible=done),
+                gr.update(interactive=not working),
                 gr.update(interactive=working and progress["state"] != "stopping")]
 
+    poll_inputs = [run_id, offset, events, notice, lang]
     poll_outputs = [run_id, offset, events, status, loss_plot, lr_plot, result, next_steps, start, stop]
 
-    def on_start(*values):
+    def on_start(lang_code, *values):
         try:
             cfg = config_from_values(KEYS, values, base=initial_config())
-            run = ctx.jobs.start(cfg)
-        except Exception as exc:  # anything unexpected still becomes one line on the page
-            key = exc.key if isinstance(exc, UserError) else None
-            return ([gr.skip()] * 3 + [render_status(None, explain(exc))] + [gr.skip()] * 4
-                    + [gr.update(interactive=True), gr.skip()] + field_updates(key, explain(exc)))
+            run = ctx.start(cfg)
+        except Exception as exc:  # anything unexpected still becomes one sentence on the page
+            problems = problems_of(exc)
+            note = {"message": explain(exc).to_dict(),
+                    "problems": {k: m.to_dict() for k, m in problems.items()}}
+            opened = [gr.update(open=True) if set(keys) & set(problems) else gr.skip()
+                      for keys in GROUPS.values()]
+            return ([gr.skip()] * 3 + [render_notice(note, lang_code)] + [gr.skip()] * 4
+                    + [gr.update(interactive=True), gr.skip(), note]
+                    + field_updates(lang_code, problems) + opened)
         progress = run.progress()
-        return [run.id, 0, [], render_status(progress), EMPTY_LOSS, EMPTY_LR, "", gr.update(visible=False),
-                gr.update(interactive=False), gr.update(interactive=True)] + field_updates()
+        return ([run.id, 0, [], render_status(progress, lang=lang_code), EMPTY_LOSS, EMPTY_LR, "",
+                 gr.update(visible=False), gr.update(interactive=False), gr.update(interactive=True), None]
+                + field_updates(lang_code, {}) + [gr.skip()] * len(box_list))
 
-    def on_stop(rid, off, evs):
+    def on_stop(rid, off, evs, note, lang_code):
         ctx.jobs.stop()
-        return view(rid, off, evs)
+        return view(rid, off, evs, note, lang_code)
+
+    def on_edit(key: str):
+        """The user changed a flagged field: unflag it; the notice goes when none is left."""
+        def clear(note, lang_code):
+            if not isinstance(note, dict) or (note["problems"] and key not in note["problems"]):
+                return gr.skip(), gr.skip(), gr.skip()
+            problems = {k: m for k, m in note["problems"].items() if k != key}
+            field = gr.update(info=field_info(key, lang_code), elem_classes=[])
+            if problems:
+                note = {**note, "problems": problems}
+                return field, note, render_notice(note, lang_code)
+            return field, None, current_card(lang_code)
+        return clear
+
+    def current_card(lang_code: str) -> str:
+        run = ctx.jobs.active_run() or ctx.store.latest()
+        if run is None:
+            return render_status(None, lang=lang_code)
+        progress = run.progress()
+        progress["message"] = run.message(lang_code)
+        return render_status(progress, lang=lang_code)
 
     # Acknowledge the click at once (Start disabled, "Starting…"), then validate and start: the
-    # model check may wait a few seconds for the training stack's import right after launch.
-    start.click(lambda: (STARTING, gr.update(interactive=False)), None, [status, start],
-                api_visibility="private", queue=False).then(
-        on_start, field_list, poll_outputs + field_list, api_visibility="private",
-        concurrency_limit=None)
-    stop.click(on_stop, [run_id, offset, events], poll_outputs, api_visibility="private",
-               concurrency_limit=None)
+    # model check may take a few seconds. Spinners stay off the form: the card shows progress.
+    start.click(lambda lang_code: (render_starting(lang_code), gr.update(interactive=False), "starting"),
+                lang, [status, start, notice], api_visibility="private", queue=False,
+                show_progress="hidden").then(
+        on_start, [lang] + field_list, poll_outputs + [notice] + field_list + box_list,
+        api_visibility="private", concurrency_limit=None, show_progress="hidden")
+    stop.click(on_stop, poll_inputs, poll_outputs, api_visibility="private",
+               concurrency_limit=None, show_progress="hidden")
+    for key, component in fields.items():
+        # .change, not .input: typing, pasting and "Use this dataset" all count as an edit.
+        component.change(on_edit(key), [notice, lang], [component, notice, status],
+                        api_visibility="private", queue=False, show_progress="hidden")
     timer = gr.Timer(1.0)
-    timer.tick(view, [run_id, offset, events], poll_outputs, api_visibility="private",
+    timer.tick(view, poll_inputs, poll_outputs, api_visibility="private",
                concurrency_limit=None, show_progress="hidden", queue=False)
-    to_eval.click(lambda: gr.Tabs(selected="evaluate"), None, tabs, api_visibility="private")
+
+    def on_data_change(model, data, max_length, lang_code):
+        try:
+            cfg = initial_config()
+            for key, value in (("model.path", model), ("data.path", data), ("train.max_length", max_length)):
+                cfg = set_value(cfg, key, value)
+            ctx.resolve_user_path(cfg.model.path, "model")  # paths from the page are checked first
+            ctx.resolve_user_path(cfg.data.path, "data")
+            report, plan = check_data(cfg)
+        except Exception as exc:  # shown as a sentence under the dataset; Start will flag it too
+            return data_check_text(None, None, lang_code, explain(exc))
+        return data_check_text(report, plan, lang_code)
+
+    check_inputs = [fields["model.path"], fields["data.path"], fields["train.max_length"], lang]
+    gr.on([fields["model.path"].change, fields["data.path"].change, fields["train.max_length"].blur,
+           fields["train.max_length"].submit, lang.change],
+          on_data_change, check_inputs, data_check, api_visibility="private", show_progress="hidden",
+          trigger_mode="always_last")
+
+    def on_language(rid, off, evs, note, lang_code):
+        """Re-render what handlers wrote (card, result) in the new language; field labels and
+        help (or the problem shown in their place) are the text registry's job."""
+        outputs = view(rid, off, evs, note, lang_code, force=True)
+        if isinstance(note, dict):
+            outputs[3] = render_notice(note, lang_code)
+        return outputs
+
+    lang.change(on_language, poll_inputs, poll_outputs, api_visibility="private",
+                show_progress="hidden")
     to_chat.click(lambda: gr.Tabs(selected="chat"), None, tabs, api_visibility="private")
-    to_compare.click(lambda: gr.Tabs(selected="chat"), None, tabs, api_visibility="private")
-    return {"fields": fields, "run_id": run_id, "to_chat": [to_chat, to_compare], "load": (lambda rid, off, evs: view(rid, off, evs, force=True),
-                                       [run_id, offset, events], poll_outputs)}
+
+    def on_load(rid, off, evs, note, lang_code):
+        return view(rid, off, evs, note, lang_code, force=True) + [
+            gr.update(choices=dataset_choices(ctx))]
+
+    return {"fields": fields, "run_id": run_id, "to_chat": [to_chat], "notice": notice,
+            "dataset_choices": lambda: dataset_choices(ctx),
+            "load": (on_load, poll_inputs, poll_outputs + [fields["data.path"]])}

@@ -32,14 +32,15 @@ def test_lora_demo_loss_falls_and_run_folder_is_complete(home):
     status = run.status()
     assert status["state"] == "completed", status["message"]
     events = run.read_metrics()
-    losses = [e["loss"] for e in events if e["loss"] is not None]
+    train_events = [e for e in events if e["loss"] is not None]
+    losses = [e["loss"] for e in train_events]
     assert len(losses) == 24
     assert mean(losses[-4:]) < mean(losses[:4]) * 0.8, losses
     assert [e["step"] for e in events if e["eval_loss"] is not None] == [8, 16, 24]
-    assert all(e["learning_rate"] is not None and e["tokens"] > 0 for e in events if e["loss"] is not None)
+    assert [e for e in train_events if e["learning_rate"] is None or e["tokens"] <= 0] == []
     assert (run.path / "adapter" / "adapter_model.safetensors").is_file()
-    assert (run.path / "config.yaml").is_file() and (run.path / "logs.txt").is_file()
-    assert run.config().method.method == "lora"
+    assert (run.path / "logs.txt").is_file()
+    assert run.config().method.method == "lora"  # config.yaml is there and reads back
     sizes = [len((run.path / "data" / f"{s}.jsonl").read_text().splitlines()) for s in ("train", "val", "test")]
     assert sizes[0] > sizes[1] > sizes[2] > 0
 
@@ -99,24 +100,111 @@ def test_second_start_is_refused_while_training(home):
     assert run.status()["state"] == "stopped"
 
 
-def test_failing_run_is_marked_failed_and_the_manager_keeps_working(home, tmp_path):
-    bad = tmp_path / "bad.json"
-    bad.write_text(json.dumps([{"instruction": "", "output": ""}] * 5))
+def test_failing_run_is_marked_failed_and_the_manager_keeps_working(home, monkeypatch):
+    import studio.train
+
+    def broken_loader(cfg, plan):
+        raise RuntimeError("weights are corrupt")
+
     ws = Workspace(home)
-    failed = train(ws, fast_overrides(data=str(bad)))
+    monkeypatch.setattr(studio.train, "load_model", broken_loader)
+    failed = train(ws, fast_overrides())
     status = failed.status()
-    assert status["state"] == "failed" and "No usable rows" in status["message"]
+    assert status["state"] == "failed" and "weights are corrupt" in status["message"]
+    assert status["message_msg"]["code"] == "error.unexpected"
     assert "Traceback" in (failed.path / "logs.txt").read_text()
+    monkeypatch.undo()
     ok = train(ws, fast_overrides(max_steps=2))
     assert ok.status()["state"] == "completed"
 
 
+def test_a_nan_loss_ends_the_run_failed(home, monkeypatch):
+    from trl import SFTTrainer
+
+    real_loss = SFTTrainer.compute_loss
+
+    def nan_loss(self, *args, **kwargs):
+        result = real_loss(self, *args, **kwargs)
+        if isinstance(result, tuple):
+            return (result[0] * float("nan"),) + tuple(result[1:])
+        return result * float("nan")
+
+    monkeypatch.setattr(SFTTrainer, "compute_loss", nan_loss)
+    run = train(Workspace(home), fast_overrides(max_steps=50, eval_every=1000))
+    status = run.status()
+    assert status["state"] == "failed", status
+    assert status["message_msg"]["code"] == "train.not_finite"
+    assert "became nan at step 1" in status["message"] and status["step"] == 1
+    assert run.read_metrics()[0]["loss"] == "nan"
+
+
+def _first_batch(home, loss_on):
+    import threading
+
+    from studio.config import StudioConfig, apply_overrides
+    from studio.runs import RunStore
+    from studio.train import build_trainer
+
+    cfg = apply_overrides(StudioConfig(), fast_overrides(loss_on=loss_on, batch_size=4))
+    run = RunStore(home).create(cfg)
+    trainer, _ = build_trainer(cfg, run, threading.Event())
+    batch = next(iter(trainer.get_train_dataloader()))
+    records = [json.loads(line) for line in (run.path / "data" / "train.jsonl").read_text().splitlines()]
+    return trainer.processing_class, batch, records
+
+
+def test_loss_covers_the_answer_tokens_only(home):
+    tokenizer, batch, records = _first_batch(home, "answer")
+    answers = {r["completion"][0]["content"] for r in records}
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+        real = mask.bool()
+        learned = labels[real] != -100
+        assert learned.any() and not learned[0]  # the prompt starts the row and is not learned
+        assert (labels[real][learned] == ids[real][learned]).all()
+        text = tokenizer.decode(ids[real][learned], skip_special_tokens=True).strip()
+        assert text in answers, text  # what is learned is exactly one of the answers
+
+
+def test_loss_on_all_covers_every_token(home):
+    _, batch, _ = _first_batch(home, "all")
+    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
+        real = mask.bool()
+        assert (labels[real] == ids[real]).all()  # prompt tokens are learned too
+
+
+def test_freeze_leaves_the_early_layers_unchanged(home):
+    from safetensors.torch import load_file
+
+    from studio.paths import DEMO_MODEL
+
+    run = train(Workspace(home), fast_overrides(method="freeze", freeze_layers=1, max_steps=3,
+                                                learning_rate=1e-2))
+    assert run.status()["state"] == "completed", run.status()["message"]
+    before = load_file(DEMO_MODEL / "model.safetensors")
+    after = load_file(run.path / "model" / "model.safetensors")
+    last = max(int(name.split(".layers.")[1].split(".")[0]) for name in before if ".layers." in name)
+    changed = {name for name in before if name in after and not torch_equal(before[name], after[name])}
+    assert changed, "training changed nothing"
+    assert all(f".layers.{last}." in name for name in changed), sorted(changed)
+    assert last > 0 and any(".layers.0." in name for name in before)  # early layers exist, stayed put
+
+
+def torch_equal(a, b):
+    import torch
+
+    return a.shape == b.shape and torch.equal(a.to(b.dtype), b)
+
+
 def test_aidreams_fixture_model_learns_the_fixture_data(home, shared):
+    from studio.config import StudioConfig, apply_overrides
+
+    # The local user's path (the CLI's): files outside the studio home are theirs to use.
     ws = Workspace(home)
-    run = train(ws, [f"model={shared / 'models' / 'aidreams-260k'}",
+    run = ws.jobs.start(apply_overrides(StudioConfig(), [f"model={shared / 'models' / 'aidreams-260k'}",
                      f"data={shared / 'data' / 'alpaca_en_demo.json'}",
                      "max_samples=120", "max_steps=20", "batch_size=4", "max_length=128",
-                     "learning_rate=2e-3", "eval_every=10"])
+                     "learning_rate=2e-3", "eval_every=10"]))
+    ws.jobs.wait(300)
     assert run.status()["state"] == "completed", run.status()["message"]
     losses = [e["loss"] for e in run.read_metrics() if e["loss"] is not None]
     assert mean(losses[-5:]) < mean(losses[:5]), losses
@@ -127,12 +215,16 @@ def test_cli_train_writes_the_same_run_folder(home):
         [sys.executable, "-m", "studio", "train", "recipes/demo.yaml", *fast_overrides(max_steps=4),
          "--home", str(home)], capture_output=True, text=True, timeout=300, cwd=ROOT)
     assert out.returncode == 0, out.stderr[-2000:]
-    assert "step 4/4" in out.stdout and "loss" in out.stdout and "completed:" in out.stdout
+    assert "step 4/4" in out.stdout and "loss" in out.stdout
+    assert out.stdout.count("Finished after 4 steps") == 1  # the finish line, once
+    assert "final train loss" in out.stdout and "studio runs --home" in out.stdout
+    assert "Warning" not in out.stdout + out.stderr  # library warnings go to logs.txt
     listed = subprocess.run([sys.executable, "-m", "studio", "runs", "--json", "--home", str(home)],
                             capture_output=True, text=True, timeout=120)
     (row,) = json.loads(listed.stdout)
-    assert row["state"] == "completed" and row["name"] == "demo"
+    assert row["state"] == "completed" and row["name"] == "demo-en-lora" and row["label"] == "demo"
     assert Path(row["output"], "adapter_model.safetensors").is_file()
+    assert f"Result: {row['output']}" in out.stdout
 
 
 def test_opening_a_home_marks_runs_of_a_killed_studio_crashed(home):

@@ -1,6 +1,7 @@
 """The CLI's user errors: one line on stderr, exit code 2, no traceback, no run folder."""
 
 import json
+import os
 import subprocess
 import sys
 
@@ -53,3 +54,86 @@ def test_subprocess_error_has_no_traceback(home):
     out = run_cli("train", "batch_size=0", home=home)
     assert out.returncode == 2 and "Traceback" not in out.stderr
     assert out.stderr.strip() == "error: Batch size must be at least 1; got 0."
+
+
+def wait_for_page(url: str, proc, timeout: float = 120) -> bool:
+    import time
+    import urllib.request
+
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        try:
+            with urllib.request.urlopen(url, timeout=2) as resp:
+                return resp.status == 200
+        except OSError:
+            time.sleep(0.3)
+    return False
+
+
+def test_studio_with_port_and_host_launches_the_ui(home, tmp_path):
+    """`studio --port N --host H` is `studio ui --port N --host H` (it used to be 'invalid choice')."""
+    from helpers import free_port
+
+    port = free_port()
+    log = open(tmp_path / "ui.log", "w")
+    proc = subprocess.Popen([sys.executable, "-m", "studio", "--port", str(port), "--host", "127.0.0.1",
+                             "--home", str(home)], stdout=log, stderr=subprocess.STDOUT)
+    try:
+        assert wait_for_page(f"http://127.0.0.1:{port}/", proc), (tmp_path / "ui.log").read_text()[-2000:]
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        log.close()
+
+
+@pytest.mark.parametrize("args, fragment", [
+    (["--port", "abc"], "--port"),
+    (["ui", "--bogus"], "--bogus"),
+    (["train", "--bogus"], "--bogus"),
+    (["nonsense"], "nonsense"),
+    (["--max-upload", "lots"], "'lots' is not a size"),
+    (["--auth", "no-colon"], "user:password"),
+    (["--model-dir", "/no/such/folder"], "/no/such/folder"),
+])
+def test_bad_flags_are_one_line_and_exit_2(home, args, fragment):
+    out = run_cli(*args, home=home)
+    assert out.returncode == 2, out
+    assert out.stderr.startswith("error: ") and out.stderr.count("\n") == 1, out.stderr
+    assert fragment in out.stderr and "Traceback" not in out.stderr
+
+
+def test_cli_errors_follow_the_language(home):
+    out = subprocess.run([sys.executable, "-m", "studio", "--auth", "x", "--home", str(home)],
+                         capture_output=True, text=True, timeout=120, env={**os.environ, "STUDIO_LANG": "zh"})
+    assert out.returncode == 2 and out.stderr.startswith("错误：") and "用户名:密码" in out.stderr
+
+
+def test_hub_model_in_offline_mode_is_one_sentence(home, capsys, monkeypatch):
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", True)
+    assert main(["train", "model=someone/not-downloaded", "--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert "Model 'someone/not-downloaded' is not on this machine" in err and err.count("\n") == 1
+    assert not list((home / "runs").glob("*"))
+
+
+def test_unreachable_hub_fails_with_one_sentence(home, capsys, monkeypatch):
+    """A Hub that accepts connections and never answers (a dead proxy, a captive network)."""
+    import socket
+
+    from huggingface_hub import constants
+
+    silent = socket.socket()
+    silent.bind(("127.0.0.1", 0))
+    silent.listen(8)
+    monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
+    monkeypatch.setattr(constants, "ENDPOINT", f"http://127.0.0.1:{silent.getsockname()[1]}")
+    try:
+        assert main(["train", "model=someone/not-downloaded", "--home", str(home)]) == 2
+    finally:
+        silent.close()
+    err = capsys.readouterr().err
+    assert err.startswith("error: Model 'someone/not-downloaded' is not on this machine and the Hugging "
+                          "Face Hub cannot be reached"), err
+    assert not list((home / "runs").glob("*"))

@@ -2,9 +2,11 @@ from pathlib import Path
 
 import pytest
 
-from studio.config import (StudioConfig, apply_overrides, check, from_dict, get_value, load_recipe,
-                           resolve_key, save_recipe, to_dict, validate)
+from studio.config import (StudioConfig, apply_overrides, check, field_help, field_label, field_specs,
+                           from_dict, get_value, load_recipe, resolve_key, save_recipe, settings_help,
+                           to_dict, validate)
 from studio.errors import UserError
+from studio.i18n import LANGUAGES, table
 
 ROOT = Path(__file__).resolve().parents[2]
 RECIPES = sorted((ROOT / "recipes").rglob("*.yaml"))
@@ -39,7 +41,7 @@ def test_overrides_do_not_mutate_the_original():
 ])
 def test_bad_values_become_one_sentence(item, message):
     problems = validate(apply_overrides(StudioConfig(), [item]))
-    assert any(p.startswith(message) for p in problems.values()), problems
+    assert any(p.render("en").startswith(message) for p in problems.values()), problems
     with pytest.raises(UserError):
         check(apply_overrides(StudioConfig(), [item]))
 
@@ -96,3 +98,32 @@ def test_every_recipe_validates_and_names_its_command(path):
     assert first == f"# studio train {path.relative_to(ROOT)}", first
     assert to_dict(cfg)["model"]["path"]
     assert get_value(cfg, "method") in ("full", "freeze", "lora", "qlora")
+
+
+def test_every_field_has_a_label_and_help_in_every_language():
+    for key in field_specs():
+        for msg in (field_label(key), field_help(key)):
+            assert msg.code in table(), msg.code
+            for lang in LANGUAGES:
+                assert msg.render(lang) and msg.render(lang) != msg.code
+
+
+def test_all_problems_are_reported_at_once_and_render_in_chinese():
+    problems = validate(apply_overrides(StudioConfig(), ["learning_rate=-1", "batch_size=0", "lora_r=0"]))
+    assert set(problems) == {"train.learning_rate", "train.batch_size", "method.lora_r"}
+    zh = problems["train.batch_size"].render("zh")
+    assert "批大小" in zh and "Batch" not in zh
+
+
+def test_a_bad_value_names_its_field_in_the_error():
+    with pytest.raises(UserError) as caught:
+        apply_overrides(StudioConfig(), ["batch_size=abc"])
+    assert caught.value.key == "train.batch_size"
+    assert "批大小" in caught.value.render("zh")
+
+
+@pytest.mark.parametrize("lang", list(LANGUAGES))
+def test_settings_help_lists_every_field(lang):
+    text = settings_help(lang)
+    assert all(f"  {key} = " in text for key in field_specs())
+    assert field_help("train.epochs").render(lang) in text

@@ -33,8 +33,9 @@ def test_text_format():
 
 
 def test_unknown_columns_are_explained():
-    with pytest.raises(UserError, match="Could not recognise"):
+    with pytest.raises(UserError, match="Could not recognise") as info:
         detect_format([{"foo": 1}])
+    assert info.value.key == "data.format"
 
 
 def test_split_is_7_2_1_and_deterministic():
@@ -52,11 +53,12 @@ def test_bad_files(tmp_path):
         load_rows(str(empty))
     broken = tmp_path / "b.json"
     broken.write_text("[{not json")
-    with pytest.raises(UserError, match="Could not read dataset"):
+    with pytest.raises(UserError, match=r"b.json is not valid JSON: line 1, column 3") as info:
         load_rows(str(broken))
+    assert info.value.key == "data.path"
     with pytest.raises(UserError, match="use a .json"):
-        (tmp_path / "x.txt").write_text("hi")
-        load_rows(str(tmp_path / "x.txt"))
+        (tmp_path / "x.xlsx").write_text("hi")
+        load_rows(str(tmp_path / "x.xlsx"))
     with pytest.raises(UserError, match="not found"):
         load_rows(str(tmp_path / "missing.json"))
 
@@ -67,15 +69,34 @@ def test_file_types(tmp_path):
     (tmp_path / "a.jsonl").write_text("\n".join(json.dumps(r) for r in rows))
     import pandas as pd
     pd.DataFrame(rows).to_csv(tmp_path / "a.csv", index=False)
+    pd.DataFrame(rows).to_csv(tmp_path / "a.tsv", index=False, sep="\t")
     pd.DataFrame(rows).to_parquet(tmp_path / "a.parquet")
-    for name in ["a.json", "a.jsonl", "a.csv", "a.parquet"]:
+    for name in ["a.json", "a.jsonl", "a.csv", "a.tsv", "a.parquet"]:
         assert len(to_sft_records(load_rows(str(tmp_path / name)))) == 5, name
+    (tmp_path / "a.txt").write_text("first line\n\nsecond line\n")
+    assert load_rows(str(tmp_path / "a.txt")) == [{"text": "first line"}, {"text": "second line"}]
 
 
-def test_shared_fixture_formats(shared):
-    data = shared / "data"
-    assert detect_format(load_rows(str(data / "alpaca_en_demo.json"), 5)) == "alpaca"
-    assert detect_format(load_rows(str(data / "dpo_en_demo.json"), 5)) == "preference"
-    assert detect_format(load_rows(str(data / "c4_demo.jsonl"), 5)) == "text"
-    recs = to_sft_records(load_rows(str(data / "dpo_en_demo.json"), 5))
-    assert recs[0]["completion"][0]["content"]
+def test_csv_quoted_cells_span_lines_and_jsonl_named_json_still_loads(tmp_path):
+    (tmp_path / "q.csv").write_text('instruction,output\n"two\nlines","a, b"\n')
+    assert load_rows(str(tmp_path / "q.csv")) == [{"instruction": "two\nlines", "output": "a, b"}]
+    (tmp_path / "lines.json").write_text('{"text": "a"}\n{"text": "b"}\n')
+    assert load_rows(str(tmp_path / "lines.json")) == [{"text": "a"}, {"text": "b"}]
+
+
+FIXTURE_FORMATS = {
+    "alpaca_en_demo.json": "alpaca", "alpaca_zh_demo.json": "alpaca", "c4_demo.jsonl": "text",
+    "dpo_en_demo.json": "preference", "glaive_toolcall_en_demo.json": "sharegpt",
+    "v1_sft_demo.jsonl": "messages",
+}
+
+
+def test_every_shared_fixture_is_detected_as_before(shared):
+    files = sorted(p.name for p in (shared / "data").iterdir() if p.suffix in (".json", ".jsonl"))
+    assert files == sorted(FIXTURE_FORMATS)  # a new fixture needs its expected format here
+    for name, fmt in FIXTURE_FORMATS.items():
+        rows = load_rows(str(shared / "data" / name))
+        assert detect_format(rows) == fmt, name
+        assert len(to_sft_records(rows, fmt)) == len(rows), name
+    recs = to_sft_records(load_rows(str(shared / "data" / "dpo_en_demo.json"), 5))
+    assert len(recs) == 5 and recs[0]["completion"][0]["content"]

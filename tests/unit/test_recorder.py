@@ -1,6 +1,5 @@
 """RunRecorder is the TrainerCallback that streams events into the run folder."""
 
-import math
 import threading
 
 from transformers import TrainerControl, TrainerState, TrainingArguments
@@ -38,7 +37,7 @@ def test_events_follow_the_contract(home):
     assert events[1]["loss"] == 1.0 and events[1]["tokens"] == 200 and events[1]["tokens_per_s"] > 0
     assert events[2]["eval_loss"] == 1.7 and events[2]["loss"] is None
     status = run.status()
-    assert status["state"] == "running" and status["total_steps"] == 10 and status["step"] == 2
+    assert status["phase"] == "training" and status["total_steps"] == 10 and status["step"] == 2
 
 
 def test_nan_loss_stops_with_a_clear_message(home):
@@ -46,7 +45,10 @@ def test_nan_loss_stops_with_a_clear_message(home):
     state.global_step = 3
     rec.on_log(args, state, control, logs={"loss": float("nan")})
     assert control.should_training_stop
-    assert "loss became nan at step 3" in rec.failure and "learning rate" in rec.failure
+    assert rec.failure.code == "train.not_finite"
+    text = rec.failure.render("en")
+    assert "loss became nan at step 3" in text and "learning rate" in text
+    assert rec.failure.render("zh") != text
     assert run.read_metrics()[0]["loss"] == "nan"
 
 
@@ -57,3 +59,33 @@ def test_stop_event_ends_training_after_the_step(home):
     stop.set()
     rec.on_step_end(args, state, control)
     assert control.should_training_stop
+
+
+def test_evaluation_time_is_measured_for_the_eta(home):
+    run, stop, rec, state, control, args = _setup(home)
+    rec.on_step_begin(args, state, control)
+    state.global_step = 1
+    rec.on_step_end(args, state, control)
+    rec.on_evaluate(args, state, control)
+    status = run.status()
+    assert status["evals_done"] == 1 and status["eval_seconds"] >= 0
+
+
+def test_evaluation_is_bounded_in_rows_and_in_count():
+    from datasets import Dataset
+
+    from studio.config import apply_overrides
+    from studio.train import EVAL_ROWS, eval_interval, eval_sample
+
+    big = Dataset.from_list([{"i": i} for i in range(1000)])
+    sample = eval_sample(big, seed=1)
+    assert len(sample) == EVAL_ROWS <= 200
+    assert sample["i"] == eval_sample(big, seed=1)["i"] != list(range(EVAL_ROWS))  # seeded, shuffled
+    small = Dataset.from_list([{"i": i} for i in range(50)])
+    assert eval_sample(small, seed=1) is small and eval_sample(None, seed=1) is None
+    assert 1000 // eval_interval(StudioConfig(), 1000, eval_rows=8) <= 10  # about ten a run
+    assert eval_interval(apply_overrides(StudioConfig(), ["eval_every=8"]), 24) == 8  # as asked
+    # By default a 12-step run with batch 8 evaluates 60 rows every 8 steps, not every step.
+    assert eval_interval(StudioConfig(), 12, eval_rows=60) == 8
+    assert eval_interval(StudioConfig(), 3, eval_rows=200) == 3  # the end is still evaluated
+    assert eval_interval(StudioConfig(), 10000, eval_rows=16) == 1000

@@ -1,0 +1,75 @@
+"""The device plan for machines we do not run on: the capability is fed in, nothing is detected."""
+
+import pytest
+
+from studio.config import TrainSection
+from studio.errors import UserError
+from studio.i18n import render
+from studio.models import DeviceCapability, cpu_flags, detect_device, device_plan
+
+AVX2_EPYC = DeviceCapability(cpu_capability="AVX2")
+AVX512_NO_BF16 = DeviceCapability(cpu_capability="AVX512")
+AMX_XEON = DeviceCapability(cpu_capability="AVX512", cpu_flags=frozenset({"avx512_bf16", "amx_bf16"}))
+A100 = DeviceCapability(cuda=True, gpu_name="NVIDIA A100", gpu_compute_capability=(8, 0))
+T4 = DeviceCapability(cuda=True, gpu_name="Tesla T4", gpu_compute_capability=(7, 5))
+
+
+def plan(device, **train):
+    return device_plan(TrainSection(**train), "lora", device=device)
+
+
+@pytest.mark.parametrize("cpu", [AVX2_EPYC, AVX512_NO_BF16, AMX_XEON])
+def test_a_cpu_trains_in_fp32_without_checkpointing(cpu):
+    p = plan(cpu)
+    assert (p["device"], p["precision"], p["bf16"], p["fp16"]) == ("cpu", "fp32", False, False)
+    assert p["gradient_checkpointing"] is False
+
+
+def test_the_plan_says_why_fp32_on_a_cpu_with_and_without_native_bf16():
+    with_bf16, without = plan(AMX_XEON)["reason"], plan(AVX2_EPYC)["reason"]
+    assert with_bf16.code == "models.plan_cpu_native_bf16"
+    assert without.code == "models.plan_cpu_no_bf16"
+    for lang in ("en", "zh"):
+        assert "AVX2" in render(without, lang) and "fp32" in render(without, lang)
+    assert "not measured" in render(with_bf16, "en")
+
+
+def test_bf16_chosen_on_a_cpu_without_native_bf16_is_allowed_but_warned():
+    p = plan(AVX2_EPYC, precision="bf16")
+    assert p["bf16"] and p["reason"].code == "models.plan_cpu_bf16_emulated"
+    assert plan(AMX_XEON, precision="bf16")["reason"].code == "models.plan_chosen"
+
+
+def test_fp16_on_a_cpu_is_refused_at_the_precision_field():
+    with pytest.raises(UserError) as err:
+        plan(AVX512_NO_BF16, precision="fp16")
+    assert err.value.key == "train.precision" and err.value.msg.code == "models.fp16_needs_gpu"
+
+
+def test_an_ampere_gpu_gets_bf16_and_an_older_gpu_fp16():
+    new, old = plan(A100), plan(T4)
+    assert (new["device"], new["precision"], new["bf16"], new["fp16"]) == ("cuda", "bf16", True, False)
+    assert (old["device"], old["precision"], old["bf16"], old["fp16"]) == ("cuda", "fp16", False, True)
+    assert "A100" in render(new["reason"], "en") and "T4" in render(old["reason"], "zh")
+    assert new["gradient_checkpointing"] and old["gradient_checkpointing"]
+
+
+def test_bf16_on_an_old_gpu_is_refused():
+    with pytest.raises(UserError) as err:
+        plan(T4, precision="bf16")
+    assert err.value.key == "train.precision" and err.value.msg.code == "models.gpu_no_bf16"
+
+
+def test_checkpointing_follows_the_setting_when_one_is_given():
+    assert plan(AVX2_EPYC, gradient_checkpointing="on")["gradient_checkpointing"] is True
+    assert plan(A100, gradient_checkpointing="off")["gradient_checkpointing"] is False
+
+
+def test_this_machine_is_detected_consistently():
+    import torch
+
+    device = detect_device()
+    assert device.cuda == torch.cuda.is_available()
+    assert device.cpu_capability == torch.backends.cpu.get_cpu_capability()
+    assert device.cpu_flags <= cpu_flags()  # only flags this CPU really reports
+    assert device_plan(TrainSection())["device"] == ("cuda" if device.cuda else "cpu")
