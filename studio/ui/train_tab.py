@@ -349,4 +349,5 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
 
     return {"fields": fields, "run_id": run_id, "to_chat": [to_chat], "notice": notice,
             "dataset_choices": lambda: dataset_choices(ctx),
-            "load": (on_load, poll_inputs, poll_outputs + [fields["data.path"]])}
+            "load": (on_load, poll_inputs, poll_outputs + [fields["data.path"]]),
+            "data_check": (on_data_change, check_inputs, data_check)}
