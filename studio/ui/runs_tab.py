@@ -41,7 +41,7 @@ def build(ctx, texts: Texts, lang):
     texts.add(gr.Markdown, value=Msg("ui.runs.intro", root=f"`{ctx.store.root}`"), elem_classes="tab-intro")
     # Widths leave room for the message (it wraps); short headers never break inside a word (CSS).
     table = gr.Dataframe(runs_table(ctx.store), interactive=False, wrap=True, elem_id="runs-table",
-                         column_widths=["18%", "8%", "6%", "7%", "8%", "6%", "8%", "6%", "11%", "22%"])
+                         column_widths=["18%", "8%", "6%", "7%", "8%", "8%", "7%", "6%", "11%", "21%"])
     refresh = texts.add(gr.Button, value="ui.runs.refresh", size="sm")
     seen = gr.State(())
 
