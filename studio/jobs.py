@@ -25,6 +25,7 @@ the same way wherever it comes from.
 
 from __future__ import annotations
 
+import _thread
 import contextlib
 import logging
 import signal
@@ -238,14 +239,28 @@ def stop_jobs_on_sigterm(timeout: float = 600):
     """
     if threading.current_thread() is not threading.main_thread():
         return None  # only the main thread may install signal handlers
-    def on_sigterm(signum, frame):
-        active = [m for m in list(_managers) if m.busy()]
-        if active:
-            print(t("jobs.terminating"), file=sys.stderr, flush=True)
+    stopping: list[threading.Thread] = []
+
+    def stop_then_interrupt(active):
         for manager in active:
             manager.stop()
         for manager in active:
             manager.wait(timeout)
-        raise KeyboardInterrupt
+        _thread.interrupt_main()  # now the command's Ctrl-C path exits
+
+    def on_sigterm(signum, frame):
+        # The handler runs in the main thread, which may be holding the status lock at this very
+        # moment: waiting here for the job (which needs that lock) would deadlock. So the stop and
+        # the wait happen in a thread of their own, and further SIGTERMs (`timeout`, `docker
+        # stop`, an impatient user) do not start a second one.
+        if stopping:
+            return
+        active = [m for m in list(_managers) if m.busy()]
+        if not active:
+            raise KeyboardInterrupt
+        print(t("jobs.terminating"), file=sys.stderr, flush=True)
+        stopping.append(threading.Thread(target=stop_then_interrupt, args=(active,),
+                                         name="sigterm-stop", daemon=True))
+        stopping[0].start()
 
     return signal.signal(signal.SIGTERM, on_sigterm)
