@@ -2,6 +2,7 @@
 
 import shutil
 import socket
+import time
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
@@ -20,3 +21,15 @@ def fast_overrides(**extra) -> list[str]:
             "learning_rate": 1e-3}
     base.update(extra)
     return [f"{k}={v}" for k, v in base.items()]
+
+
+def wait_for(condition, timeout: float = 180, what: str = "condition", every: float = 0.3):
+    """Poll `condition` until it returns something truthy (returned); a generous timeout, never a
+    speed claim: on a busy machine only the waiting gets longer."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = condition()
+        if value:
+            return value
+        time.sleep(every)
+    raise TimeoutError(f"timed out waiting for {what}")

@@ -14,7 +14,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT
-from helpers import fast_overrides
+from helpers import fast_overrides, wait_for
 from studio.cli import main
 from studio.config import StudioConfig
 from studio.errors import UserError
@@ -22,15 +22,6 @@ from studio.i18n import Msg
 from studio.jobs import LIBRARY_LOGGERS, JobManager
 from studio.runs import RunStore, process_identity
 from studio.workspace import Workspace
-
-
-def wait_for(condition, timeout=180, what="condition"):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if condition():
-            return
-        time.sleep(0.2)
-    raise AssertionError(f"timed out waiting for {what}")
 
 
 # --- the job manager runs any plain work function to a final state ---------------------------

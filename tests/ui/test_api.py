@@ -1,26 +1,15 @@
 """The HTTP API through gradio_client: the same job manager as the button."""
 
-import time
 
 import pytest
 from gradio_client import Client
 
-from helpers import fast_overrides
+from helpers import fast_overrides, wait_for
 
 
 @pytest.fixture(scope="module")
 def client(server):
     return Client(server.url, verbose=False)
-
-
-def wait_for(predicate, timeout=120, every=0.3):
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(every)
-    raise TimeoutError
 
 
 def test_start_poll_read_metrics_and_stop(client):

@@ -5,7 +5,7 @@ import time
 
 import pytest
 
-from helpers import fast_overrides
+from helpers import fast_overrides, wait_for
 
 pytestmark = pytest.mark.browser
 
@@ -88,10 +88,8 @@ def test_runs_tab_lists_runs(idle, page):
 
     client = Client(idle.url, verbose=False)
     run_id = client.predict(fast_overrides(max_steps=2), api_name="/start_run")["run_id"]
-    deadline = time.monotonic() + 300
-    while client.predict(run_id, api_name="/run_status")["state"] not in ("completed", "stopped", "failed"):
-        assert time.monotonic() < deadline, "the run did not end"
-        time.sleep(0.5)
+    wait_for(lambda: client.predict(run_id, api_name="/run_status")["state"] in ("completed", "stopped", "failed"),
+             timeout=300, what="the run to end")
     page.goto(idle.url)
     page.get_by_role("tab", name="Runs").click()
     page.wait_for_selector("#runs-table")
@@ -114,10 +112,9 @@ def idle(server):
 
     client = Client(server.url, verbose=False)
     client.predict(api_name="/stop_run")
-    deadline = time.monotonic() + 180
-    while any(r["state"] in ("queued", "running", "stopping") for r in client.predict(api_name="/list_runs")):
-        assert time.monotonic() < deadline, "a run did not stop"
-        time.sleep(0.5)
+    wait_for(lambda: not any(r["state"] in ("queued", "running", "stopping")
+                             for r in client.predict(api_name="/list_runs")),
+             what="every run to stop")
     return server
 
 
