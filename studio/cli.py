@@ -136,7 +136,7 @@ def cmd_train(args, home) -> int:
 
     cfg = from_command_line(args.items)
     jobs = JobManager(RunStore(home))
-    previous = stop_jobs_on_sigterm()  # `docker stop` / PID 1: stop, save, end 'stopped', exit
+    previous = stop_jobs_on_sigterm(interrupt_main=False)  # `docker stop` / PID 1: stop, save, end 'stopped', exit
     try:
         return _train_and_report(args, home, jobs, cfg)
     finally:

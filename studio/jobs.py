@@ -229,7 +229,7 @@ class JobManager:
             self._thread.join(timeout)
 
 
-def stop_jobs_on_sigterm(timeout: float = 600):
+def stop_jobs_on_sigterm(timeout: float = 600, interrupt_main: bool = True):
     """On SIGTERM, stop every active job, let it save and end `stopped`, then exit as on Ctrl-C.
 
     A process running as PID 1 (a container) gets no default action for SIGTERM, so without a
@@ -246,7 +246,8 @@ def stop_jobs_on_sigterm(timeout: float = 600):
             manager.stop()
         for manager in active:
             manager.wait(timeout)
-        _thread.interrupt_main()  # now the command's Ctrl-C path exits
+        if interrupt_main:  # `studio ui`: now its Ctrl-C path exits. Commands that wait for the
+            _thread.interrupt_main()  # job end by themselves once it is saved (no late interrupt).
 
     def on_sigterm(signum, frame):
         # The handler runs in the main thread, which may be holding the status lock at this very

@@ -346,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     try:
         jobs.submit(run, work)
-        stop_jobs_on_sigterm()  # torchrun passes SIGTERM on to every rank: all stop at one step
+        stop_jobs_on_sigterm(interrupt_main=False)  # torchrun passes SIGTERM on to every rank: all stop at one step
         try:
             jobs.wait()
         except KeyboardInterrupt:
