@@ -131,7 +131,7 @@ def cmd_train(args, home) -> int:
     import signal
 
     from studio.config import from_command_line
-    from studio.jobs import JobManager, stop_jobs_on_sigterm
+    from studio.jobs import SIGTERM_RECEIVED, JobManager, stop_jobs_on_sigterm
     from studio.runs import RunStore
 
     cfg = from_command_line(args.items)
@@ -140,7 +140,7 @@ def cmd_train(args, home) -> int:
     try:
         return _train_and_report(args, home, jobs, cfg)
     finally:
-        if previous is not None:
+        if previous is not None and not SIGTERM_RECEIVED.is_set():
             signal.signal(signal.SIGTERM, previous)
 
 

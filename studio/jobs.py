@@ -229,6 +229,11 @@ class JobManager:
             self._thread.join(timeout)
 
 
+# Set once a SIGTERM arrived: the command is ending, so it keeps the repeat-ignoring handler
+# rather than restoring the default one (which a second SIGTERM would turn into a kill).
+SIGTERM_RECEIVED = threading.Event()
+
+
 def stop_jobs_on_sigterm(timeout: float = 600, interrupt_main: bool = True):
     """On SIGTERM, stop every active job, let it save and end `stopped`, then exit as on Ctrl-C.
 
@@ -254,6 +259,7 @@ def stop_jobs_on_sigterm(timeout: float = 600, interrupt_main: bool = True):
         # moment: waiting here for the job (which needs that lock) would deadlock. So the stop and
         # the wait happen in a thread of their own, and further SIGTERMs (`timeout`, `docker
         # stop`, an impatient user) do not start a second one.
+        SIGTERM_RECEIVED.set()
         if stopping:
             return
         active = [m for m in list(_managers) if m.busy()]
