@@ -78,7 +78,27 @@ def build_parser() -> argparse.ArgumentParser:
     runs = sub.add_parser("runs", help=t("cli.help_runs"))
     _add_home(runs)
     runs.add_argument("--json", action="store_true", help=t("cli.help_json"))
+    for module in _command_modules():
+        module.add_commands(sub, _add_home)
     return parser
+
+
+# Commands of the other tabs live beside their backends, each module with
+# `add_commands(sub, add_home)` (argparse sub-parsers) and `COMMANDS = {name: fn(args, home) -> int}`.
+COMMAND_MODULES = ("studio.cli_data", "studio.cli_eval")
+
+
+def _command_modules():
+    import importlib
+
+    found = []
+    for name in COMMAND_MODULES:
+        try:
+            found.append(importlib.import_module(name))
+        except ModuleNotFoundError as exc:
+            if exc.name != name:  # a module that exists but fails to import is a bug, not optional
+                raise
+    return found
 
 
 def cmd_ui(args, home) -> int:
@@ -212,7 +232,10 @@ def main(argv: list[str] | None = None) -> int:
         from studio.paths import studio_home
 
         home = studio_home(getattr(args, "home", None))
-        return {"ui": cmd_ui, "train": cmd_train, "runs": cmd_runs}[command](args, home)
+        commands = {"ui": cmd_ui, "train": cmd_train, "runs": cmd_runs}
+        for module in _command_modules():
+            commands.update(module.COMMANDS)
+        return commands[command](args, home)
     except UserError as exc:
         print(t("cli.error", message=exc.render()), file=sys.stderr)
         return 2
