@@ -85,7 +85,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands of the other tabs live beside their backends, each module with
 # `add_commands(sub, add_home)` (argparse sub-parsers) and `COMMANDS = {name: fn(args, home) -> int}`.
-COMMAND_MODULES = ("studio.cli_data", "studio.cli_eval")
+COMMAND_MODULES = ("studio.cli_data", "studio.cli_eval", "studio.cli_chat")
 
 
 def _command_modules():

@@ -52,6 +52,7 @@ class DataSection:
     test_size: float = setting(0.1, min=0.0, max=0.5)
     max_samples: int = setting(0, min=0)
     system_prompt: str = setting("")
+    mix: str = setting("")  # "library:<id>=share, …": several library datasets instead of data.path
 
 
 @dataclass
@@ -297,6 +298,24 @@ def validate(cfg: StudioConfig) -> dict[str, Msg]:
         problems["model.path"] = Msg("config.choose_model")
     if not cfg.data.path.strip():
         problems["data.path"] = Msg("config.choose_data")
+    problems.update(_library_problems(cfg))
+    return problems
+
+
+def _library_problems(cfg: StudioConfig) -> dict[str, Msg]:
+    """`library:<id>` references and the data.mix syntax (whether the datasets exist is the data
+    check's business: studio.data.check_training_data)."""
+    from studio.library import parse_mix
+    from studio.paths import is_library_ref, library_dir
+
+    problems = {}
+    if is_library_ref(cfg.data.path) and library_dir(cfg.data.path, "/") is None:
+        problems["data.path"] = Msg("library.bad_ref", ref=cfg.data.path.strip())
+    if cfg.data.mix.strip():
+        try:
+            parse_mix(cfg.data.mix)
+        except UserError as exc:
+            problems["data.mix"] = exc.msg
     return problems
 
 

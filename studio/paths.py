@@ -8,6 +8,7 @@ directory, so the same runs show up wherever the studio is started from. Bundled
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 ASSETS = Path(os.environ.get("STUDIO_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
@@ -32,6 +33,7 @@ def studio_home(home: str | os.PathLike | None = None) -> Path:
 HF_CACHES = {"HF_DATASETS_CACHE": "datasets", "HF_HUB_CACHE": "hub", "HF_ASSETS_CACHE": "assets",
              "HF_XET_CACHE": "xet"}
 _caches_set: dict[str, str] = {}  # what this process chose, so a later home replaces it
+_opened_home: list[Path] = []  # the home this process opened last (see current_home)
 
 
 def use_home_caches(home: str | os.PathLike) -> dict[str, str]:
@@ -43,6 +45,7 @@ def use_home_caches(home: str | os.PathLike) -> dict[str, str]:
     """
     import sys
 
+    _opened_home[:] = [Path(home).resolve()]
     chosen = {}
     for variable, folder in HF_CACHES.items():
         current = os.environ.get(variable)
@@ -73,7 +76,39 @@ def resolve_model_path(name: str) -> str:
 
 
 def resolve_data_path(name: str) -> str:
+    """A bundled name -> its file; 'library:<id>' -> that library dataset's train.jsonl; a local
+    path -> absolute; anything else (a Hub id, a missing file) unchanged."""
     if name in DEMO_DATA:
         return str(DEMO_DATA[name])
+    if is_library_ref(name):
+        folder = library_dir(name)
+        return str(folder / "train.jsonl") if folder is not None else name
     local = Path(name).expanduser()
     return str(local.resolve()) if local.exists() else name
+
+
+# ---- the dataset library: prepared datasets under <home>/datasets/<id>/ (studio.library) ----------
+
+LIBRARY_PREFIX = "library:"
+LIBRARY_ID = re.compile(r"[a-z0-9][a-z0-9_-]{0,79}")  # '<slug>-<hash8>': never a path
+
+
+def current_home() -> Path:
+    """The home this process opened last (`studio_home`, a Workspace), else the default one.
+
+    `library:<id>` references in a config name no home; they resolve against the home the
+    command or the UI opened, the one whose runs they train."""
+    return _opened_home[0] if _opened_home else studio_home()
+
+
+def is_library_ref(text) -> bool:
+    return isinstance(text, str) and text.strip().startswith(LIBRARY_PREFIX)
+
+
+def library_dir(ref: str, home: str | os.PathLike | None = None) -> Path | None:
+    """'library:<id>' -> <home>/datasets/<id> (which may not exist); None when the id is not
+    a valid library id (so no reference can point outside the library folder)."""
+    dataset_id = ref.strip()[len(LIBRARY_PREFIX):].strip() if is_library_ref(ref) else ""
+    if not LIBRARY_ID.fullmatch(dataset_id):
+        return None
+    return Path(home).resolve() / "datasets" / dataset_id if home else current_home() / "datasets" / dataset_id

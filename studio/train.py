@@ -36,8 +36,9 @@ from pathlib import Path
 from transformers import PrinterCallback, TrainerCallback
 
 from studio.config import StudioConfig
-from studio.data import report_messages, split_rows, trainable_records, write_jsonl
+from studio.data import report_messages, training_splits, write_jsonl, write_manifest
 from studio.errors import UserError
+from studio.formats import to_dataset
 from studio.i18n import Msg, t
 from studio.models import device_plan, load_model, peft_config_for
 from studio.runs import Run
@@ -209,17 +210,22 @@ def prepare_data(cfg: StudioConfig, run: Run, tokenizer=None) -> tuple[list, lis
 
     The rows that train are exactly the ones `check_training_data` reported: the same rule
     (`trainable_records`) leaves out conversations longer than Max length, so no answer is cut.
+    A library dataset (`library:<id>`) or a mix (data.mix) brings its own splits; its test split
+    is written to data/test.jsonl and never trained. data/manifest.json records the exact
+    dataset hashes the run trained on. Metadata keys (`_row`, …) never reach the trainer.
     """
-    from datasets import Dataset
 
-    records, report = trainable_records(cfg, tokenizer)
+    home = run.path.parent.parent  # <home>/runs/<id>; a scratch rank folder has no library
+    splits, report = training_splits(cfg, tokenizer, home if (home / "datasets").is_dir() else None)
     for line in report_messages(report):
         run.log(f"data: {line}")
-    train, val, test = split_rows(records, cfg.data.val_size, cfg.data.test_size, cfg.train.seed)
-    for name, part in (("train", train), ("val", val), ("test", test)):
+    for name, part in splits.items():
         write_jsonl(part, run.path / "data" / f"{name}.jsonl")
+    write_manifest(run.path / "data" / "manifest.json", cfg, splits, report)
+    train, val, test = splits["train"], splits["val"], splits["test"]
     run.log(f"data: {report['kept']} rows -> {len(train)} train / {len(val)} val / {len(test)} test")
-    return Dataset.from_list(train), (Dataset.from_list(val) if val else None)
+    # Tool schemas stay JSON values (not merged structs); tool parts the template cannot show become text.
+    return to_dataset(train, tokenizer), (to_dataset(val, tokenizer) if val else None)
 
 
 def eval_sample(eval_ds, seed: int):
@@ -338,6 +344,7 @@ def main(argv: list[str] | None = None) -> int:
         else:
             if _share_run_id(None) is None:
                 return 2
+            studio_home(args.home)  # library:<id> datasets resolve against rank 0's home
             scratch = Path(tempfile.mkdtemp(prefix=f"studio-rank{rank}-"))
             jobs = JobManager(RunStore(scratch))
             run = jobs.create(cfg)  # the same settings; its records go nowhere that matters

@@ -21,11 +21,11 @@ from pathlib import Path
 from studio.config import StudioConfig, apply_overrides
 from studio.errors import UserError
 from studio.jobs import JobManager
-from studio.paths import ASSETS, DEMO_DATA, resolve_data_path, resolve_model_path, use_home_caches
+from studio.paths import ASSETS, DEMO_DATA, is_library_ref, resolve_data_path, resolve_model_path, use_home_caches
 from studio.runs import Run, RunStore
 from studio.security import LaunchPolicy, is_within, upload_folders
 
-UPLOAD_TYPES = (".json", ".jsonl", ".csv", ".parquet")
+UPLOAD_TYPES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt")
 # A Hub id: 'name' or 'owner/name', never a path (no leading '.', '/' or '~', no '..').
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 PATH_KINDS = ("data", "model")
@@ -55,12 +55,18 @@ class Workspace:
             raise UserError("security.remote_code_off", key="model.trust_remote_code")
         self.resolve_user_path(cfg.model.path, "model")
         self.resolve_user_path(cfg.data.path, "data")
+        for ref in _mix_refs(cfg):
+            try:
+                self.resolve_user_path(ref, "data")
+            except UserError as exc:  # said next to the mix field, not the dataset field
+                raise UserError(exc.msg, key="data.mix") from None
         return self.jobs.start(cfg)
 
     def resolve_user_path(self, text: str, kind: str = "data") -> str:
         """A dataset or model named by a network caller -> what the backend may load, or UserError.
 
-        Accepted: bundled names ('demo', 'demo-en', …), Hub ids (owner/name), and local paths
+        Accepted: bundled names ('demo', 'demo-en', …), Hub ids (owner/name), `library:<id>` of
+        a dataset saved in this home (returned as given), and local paths
         under the studio home (runs, uploads) or the bundled assets. Model folders are never
         upload folders; on a studio that is not exposed any other local model folder is fine
         (the user typed it), on an exposed one only folders under a `--model-dir`.
@@ -69,6 +75,11 @@ class Workspace:
             raise ValueError(f"kind must be one of {PATH_KINDS}")
         text = (text or "").strip()
         key = f"{kind}.path"
+        if kind == "data" and is_library_ref(text):  # a prepared dataset of this home, by id
+            from studio.library import Library
+
+            Library(self.home).folder(text)  # UserError when it is not there (ids are never paths)
+            return text
         resolved = resolve_model_path(text) if kind == "model" else resolve_data_path(text)
         if text in DEMO_DATA or text == "demo":
             return resolved
@@ -86,6 +97,12 @@ class Workspace:
         if any(is_within(resolved, folder) for folder in (self.home, ASSETS)):
             return resolved
         raise UserError("security.path_not_allowed", key=key, path=text)
+
+    def library(self):
+        """The prepared datasets of this home (studio.library.Library)."""
+        from studio.library import Library
+
+        return Library(self.home)
 
     def has_run(self, run_id: str) -> bool:
         try:
@@ -115,3 +132,13 @@ class Workspace:
         target = self.uploads / name
         shutil.copyfile(source, target)
         return str(target)
+
+
+def _mix_refs(cfg: StudioConfig) -> list[str]:
+    """The library datasets data.mix names (none when its syntax is wrong: validation says so)."""
+    from studio.library import parse_mix
+
+    try:
+        return [ref for ref, _ in parse_mix(cfg.data.mix)] if cfg.data.mix.strip() else []
+    except UserError:
+        return []

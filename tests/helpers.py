@@ -3,6 +3,9 @@
 import shutil
 import socket
 import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]  # the repository
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",

@@ -1,4 +1,4 @@
-"""The studio's Gradio app: tabs Data · Train · Evaluate · Chat · Runs, plus a small HTTP API.
+"""The studio's Gradio app: tabs Data · Train · Evaluate · Chat · Compare · Runs, plus a small HTTP API.
 
     from studio.ui.app import build_app, launch
     demo = build_app(Workspace(home)); demo.launch()
@@ -7,7 +7,8 @@
 One module per tab builds its components from the shared `Workspace`. Internal listeners are
 hidden from the API; the public endpoints (`/start_run`, `/stop_run`, `/run_status`,
 `/run_metrics`, `/list_runs`) let scripts and `gradio_client` drive the same job manager, and
-`/chat` answers a message after a chat history with the base model or a finished run. Every
+`/chat` answers a message after a chat history with the base model or a finished run
+(`/chat_stream` streams it, with every chat setting). Every
 word on the page comes from the translation table (studio/ui/texts.py), in English or Chinese.
 """
 
@@ -22,7 +23,7 @@ import gradio as gr
 from studio.errors import explain
 from studio.i18n import DEFAULT, LANGUAGES, t
 from studio.security import AllowedHosts, HostGuard, LaunchPolicy
-from studio.ui import chat_tab, data_tab, runs_tab, train_tab
+from studio.ui import arena_tab, chat_tab, data_tab, evaluate_tab, runs_tab, train_tab
 from studio.ui.texts import Texts
 from studio.jobs import warm_up
 from studio.workspace import Workspace
@@ -85,19 +86,31 @@ def build_app(ws: Workspace) -> gr.Blocks:
             with texts.add(gr.Tab, label="ui.tab.train", id="train", elem_id="tab-train"):
                 train = train_tab.build(ws, tabs, texts, lang)
             with texts.add(gr.Tab, label="ui.tab.evaluate", id="evaluate", elem_id="tab-evaluate"):
-                texts.add(gr.Markdown, value="ui.evaluate.coming", elem_classes="tab-intro")
-            with texts.add(gr.Tab, label="ui.tab.chat", id="chat", elem_id="tab-chat"):
+                evaluation = evaluate_tab.build(ws, texts, lang)
+            with texts.add(gr.Tab, label="ui.tab.chat", id="chat", elem_id="tab-chat") as chat_page:
                 chat = chat_tab.build(ws, texts, lang)
+            with texts.add(gr.Tab, label="chatui.tab_arena", id="arena", elem_id="tab-arena") as arena_page:
+                arena = arena_tab.build(ws, texts, lang, chat["engine"])
             with texts.add(gr.Tab, label="ui.tab.runs", id="runs", elem_id="tab-runs") as runs_page:
                 runs = runs_tab.build(ws, texts, lang)
         with data_slot:
-            data = data_tab.build(ws, train["fields"], texts, lang)
+            data = data_tab.build(ws, train["fields"], texts, lang, tabs)
         refresh_runs, refresh_inputs, runs_table = runs["refresh"]
         runs_page.select(refresh_runs, refresh_inputs, runs_table, api_visibility="private")
         select_run, chat_source = chat["select_run"]
         for button in train["to_chat"]:
             button.click(select_run, [train["run_id"], lang], chat_source, api_visibility="private")
-        for part in (train, runs, data, chat):
+        # The lists of models follow new runs: redrawn when their tab is selected (and on a timer).
+        chat_page.select(*chat["select"], api_visibility="private", show_progress="hidden")
+        arena_page.select(*arena["select"], api_visibility="private", show_progress="hidden")
+        compare_fn, compare_outputs = arena["compare_run"]
+        compare = arena_tab.adopt_compare_button(texts)  # "Compare": the run against its base, blind
+        if compare is not None:
+            compare.click(compare_fn, [train["run_id"], lang], [tabs] + compare_outputs, api_visibility="private")
+        select_for_eval, eval_outputs = evaluation["select_run"]
+        for button in train["to_eval"]:  # "Evaluate it": the Evaluate tab with that run chosen
+            button.click(select_for_eval, [train["run_id"], lang], [tabs] + eval_outputs, api_visibility="private")
+        for part in (train, runs, data, chat, arena, evaluation):
             fn, inputs, outputs = part["load"]
             demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         # What will happen to the preselected data is said before the user touches anything.
@@ -110,6 +123,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
         lang.change(lambda code, note: [code] + texts.updates(code, note), [lang, train["notice"]],
                     [saved_lang] + texts.outputs(), api_visibility="private", show_progress="hidden")
         gr.api(chat["api_chat"], api_name="chat")
+        gr.api(chat["api_chat_stream"], api_name="chat_stream")  # the same answer, streamed
         add_api(ws)
     demo.texts = texts  # for tests: the registry of translated components
     return demo

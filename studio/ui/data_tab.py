@@ -1,94 +1,446 @@
-"""Data tab (first version): upload or pick a dataset, see its format, size and first rows.
+"""Data tab: load a dataset, see how it reads and how the model sees it, check, fix, split, save.
 
-Uploads are copied into `<home>/uploads/` so runs keep working after the browser's temporary
-file is gone; an uploaded file then appears in this tab's and the Train tab's dataset lists
-(by file name; the value is its path), also after a reload. Every path from the page goes
-through `Workspace.resolve_user_path`; column names and cells are shown as text, never HTML.
+Six sections, top to bottom: Load (bundled demos, uploads, library datasets, Hub ids with config
+and split) · Format (what was detected and why, how it will be trained, a column per role) ·
+Preview (a paged table; one example as the model sees it, trained tokens set apart from masked
+ones) · Quality report (findings, token-length histogram, languages) · Clean, split, augment (one
+recipe, run by studio.prepare) · Save to the library and use it in the Train tab.
+
+One `gr.State` dict per page holds the session ("loaded", "page", "example", "report",
+"prepared", "saved", "notes"); every handler changes it and redraws the tab from it with
+`view()`, so a language switch redraws the same state in the other language. A problem is one
+sentence in `notes[section]`, shown under that section until the user acts there again. The
+computing lives in studio/ui/data_prepare.py and the data backends; user text reaches the page
+as text (escaped Markdown, Dataframes with datatype="str", HighlightedText).
 """
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import dataclasses
 
 import gradio as gr
 import pandas as pd
 
-from studio.data import detect_format, load_rows, to_sft_records
-from studio.errors import explain
-from studio.i18n import Msg, render
+from studio.errors import UserError, explain
+from studio.i18n import Msg, render, t
+from studio.ui import data_prepare as dp
 from studio.ui.texts import Texts
-from studio.ui.train_tab import dataset_choices as train_dataset_choices
 
-BUNDLED = ["demo-en", "demo-zh", "demo-dpo"]
-
-
-def dataset_choices(ctx) -> list[tuple[str, str]]:
-    return [(name, name) for name in BUNDLED] + [(Path(p).name, p) for p in ctx.uploaded_datasets()]
-
-
-def preview_table(rows: list[dict]) -> pd.DataFrame:
-    """The first rows, nested values as JSON text. The table is declared `datatype="str"`:
-    gradio 6.31 then draws headers and cells as text (checked in the browser test), so a column
-    named `<img src=…>` shows those characters instead of loading the image."""
-    return pd.DataFrame([{str(k): json.dumps(v, ensure_ascii=False) if isinstance(v, (list, dict)) else v
-                          for k, v in row.items()} for row in rows[:20]])
+# (option value, its words in the table) for the radios and checkboxes
+CLEAN_DEDUPE = {"exact": "dataui.clean.dedupe.exact", "near": "dataui.clean.dedupe.near",
+                "off": "dataui.clean.dedupe.off"}
+CLEAN_CONFLICTS = {"keep_first": "dataui.clean.conflicts.keep_first", "drop_all": "dataui.clean.conflicts.drop_all",
+                   "off": "dataui.clean.conflicts.off"}
+AUGMENT_METHODS = {"synonym": "dataui.augment.method.synonym", "insert": "dataui.augment.method.insert",
+                   "swap": "dataui.augment.method.swap", "delete": "dataui.augment.method.delete",
+                   "reorder": "dataui.augment.method.reorder", "substitute": "dataui.augment.method.substitute"}
+AUGMENT_PARTS = {"prompt": "dataui.augment.part.prompt", "answer": "dataui.augment.part.answer",
+                 "all": "dataui.augment.part.all"}
+UPLOAD_TYPES = [".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt"]
 
 
-def _as_text(text: str) -> str:
-    """Text for a Markdown component: entities display as the characters typed (a sentence
-    about a file may quote its column names, which must not become markup)."""
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+def _choices(options: dict):
+    return lambda lang: [(t(code, lang), value) for value, code in options.items()]
 
 
-def preview(ctx, source: str, lang: str | None = None):
-    """(summary markdown, first rows) for a dataset name or path; errors as one sentence."""
-    if not source:
-        return render(Msg("ui.data.pick"), lang), pd.DataFrame()
-    try:
-        path = ctx.resolve_user_path(source, "data")
-        rows = load_rows(path)
-        fmt = detect_format(rows)
-        usable = len(to_sft_records(rows, fmt))
-    except Exception as exc:  # the sentence may quote column names: shown as text, not markup
-        return f"⚠ {_as_text(render(explain(exc), lang))}", pd.DataFrame()
-    summary = render(Msg("ui.data.summary", rows=len(rows), format=fmt, usable=usable), lang)
-    return summary, preview_table(rows)
+def new_state() -> dict:
+    return {"loaded": None, "page": 0, "example": 1, "report": None, "prepared": None, "saved": "",
+            "notes": {}}
 
 
-def build(ctx, train_fields: dict, texts: Texts, lang):
-    texts.add(gr.Markdown, value="ui.data.intro", elem_classes="tab-intro")
-    with gr.Row():
-        choice = texts.add(gr.Dropdown, choices=dataset_choices(ctx), value="demo-en", label="ui.data.dataset",
-                           allow_custom_value=True, scale=3, elem_id="data-choice")
-        upload = texts.add(gr.File, label="ui.data.upload", file_types=[".json", ".jsonl", ".csv", ".parquet"],
-                           scale=2, elem_id="data-upload")
-    summary = gr.Markdown(elem_id="data-summary")
-    table = gr.Dataframe(interactive=False, wrap=True, max_height=420, elem_id="data-table", datatype="str")
-    use = texts.add(gr.Button, value="ui.data.use", size="sm")
+def _note(state: dict, section: str, lang) -> str:
+    note = state["notes"].get(section)
+    return f"⚠ {dp.esc(render(note, lang))}" if note else ""
 
-    def on_upload(file, lang_code):
+
+def _fail(state: dict, section: str, exc: BaseException) -> dict:
+    return {**state, "notes": {**state["notes"], section: explain(exc).to_dict()}}
+
+
+def _ok(state: dict, section: str, **changes) -> dict:
+    notes = {k: v for k, v in state["notes"].items() if k != section}
+    return {**state, **changes, "notes": notes}
+
+
+def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
+    texts.add(gr.Markdown, value="dataui.intro", elem_classes="tab-intro")
+    state = gr.State(new_state())
+    model_box, max_len_box = train_fields["model.path"], train_fields["train.max_length"]
+
+    # 1 · Load
+    texts.add(gr.Markdown, value="dataui.section.load", elem_classes="data-section")
+    with gr.Row(equal_height=False):
+        choice = texts.add(gr.Dropdown, choices=dp.source_choices(ctx), value="demo-en", label="dataui.source",
+                           info="dataui.source_help", allow_custom_value=True, scale=3, elem_id="data-choice")
+        upload = texts.add(gr.File, label="dataui.upload", file_types=UPLOAD_TYPES, scale=2,
+                           elem_id="data-upload", height=120)
+    with gr.Row(equal_height=True):
+        hub_config = texts.add(gr.Textbox, label="dataui.hub_config", max_lines=1, elem_id="data-hub-config")
+        hub_split = texts.add(gr.Textbox, label="dataui.hub_split", max_lines=1, elem_id="data-hub-split")
+        load_btn = texts.add(gr.Button, value="dataui.load", variant="primary", elem_id="data-load", scale=0,
+                             min_width=120)
+    summary = gr.Markdown(elem_id="data-summary", elem_classes="data-note")
+
+    # 2 · Format
+    texts.add(gr.Markdown, value="dataui.section.format", elem_classes="data-section")
+    detection = gr.Markdown(elem_id="data-format", elem_classes="data-note")
+    with gr.Row(equal_height=False):
+        fmt_box = texts.add(gr.Dropdown, label="dataui.format.override", info="dataui.format.override_help",
+                            choices=["auto", *_formats()], value="auto", elem_id="data-format-choice",
+                            min_width=160)
+        roles = [gr.Dropdown(visible=False, allow_custom_value=False, elem_id=f"data-role-{i}", min_width=140)
+                 for i in range(dp.MAX_ROLES)]
+    with gr.Row(equal_height=True):
+        system = texts.add(gr.Textbox, label="dataui.format.system", max_lines=2, scale=4, elem_id="data-system")
+        apply_btn = texts.add(gr.Button, value="dataui.format.apply", elem_id="data-apply", scale=0, min_width=120)
+    texts.add(gr.Markdown, value="dataui.format.mapping_help", elem_classes="field-note")
+
+    # 3 · Preview
+    texts.add(gr.Markdown, value="dataui.section.preview", elem_classes="data-section")
+    table = texts.add(gr.Dataframe, label="dataui.preview.table", interactive=False, wrap=True, max_height=420,
+                      elem_id="data-table", datatype="str")
+    with gr.Row(equal_height=True):
+        prev_btn = texts.add(gr.Button, value="dataui.preview.prev", size="sm", elem_id="data-prev", scale=0,
+                             min_width=130)
+        page_label = gr.Markdown(elem_id="data-page", elem_classes="data-page")
+        next_btn = texts.add(gr.Button, value="dataui.preview.next", size="sm", elem_id="data-next", scale=0,
+                             min_width=130)
+    with gr.Row(equal_height=False):
+        example_n = texts.add(gr.Number, label="dataui.example.number", value=1, precision=0, minimum=1,
+                              elem_id="data-example-n", scale=0, min_width=160)
+        with gr.Column(scale=5):
+            example = texts.add(gr.HighlightedText, label="dataui.example.label", color_map=dp.color_map(),
+                                show_legend=True, show_inline_category=False, combine_adjacent=False,
+                                elem_id="data-example")
+            texts.register(example, color_map=dp.color_map)
+            example_note = gr.Markdown(elem_id="data-example-note", elem_classes="data-note")
+
+    # 4 · Quality report
+    texts.add(gr.Markdown, value="dataui.section.quality", elem_classes="data-section")
+    with gr.Row(equal_height=False):
+        quality_md = gr.Markdown(elem_id="data-quality", elem_classes="data-note")
+        quality_btn = texts.add(gr.Button, value="dataui.quality.run", elem_id="data-quality-run", scale=0,
+                                min_width=150)
+    with gr.Row(equal_height=False):
+        findings = texts.add(gr.Dataframe, value=dp.findings_frame(None, "en"), label="dataui.quality.findings",
+                             interactive=False,
+                             column_widths=["62%", "10%", "28%"], wrap=True,
+                             datatype="str", elem_id="data-findings", scale=3)
+        histogram = gr.BarPlot(None, x="tokens", y="rows", color="fit", color_map=dp.histogram_colors(),
+                               label=t("dataui.quality.histogram"), x_title=t("dataui.quality.tokens"),
+                               y_title=t("dataui.quality.rows"),
+                               color_title=" ", height=340, elem_id="data-histogram", scale=2,
+                               x_label_angle=-45)
+        texts.register(histogram, label="dataui.quality.histogram", x_title="dataui.quality.tokens",
+                       y_title="dataui.quality.rows", color_map=dp.histogram_colors)
+
+    # 5 · Clean, split, augment
+    texts.add(gr.Markdown, value="dataui.section.prepare", elem_classes="data-section")
+    with gr.Row(equal_height=False):
+        with gr.Column(min_width=280):
+            texts.add(gr.Markdown, value="dataui.clean.title", elem_classes="data-subsection")
+            trim = texts.add(gr.Checkbox, label="dataui.clean.trim", value=True, elem_id="data-clean-trim")
+            drop_empty = texts.add(gr.Checkbox, label="dataui.clean.drop_empty", value=True,
+                                   elem_id="data-clean-empty")
+            dedupe = texts.add(gr.Radio, label="dataui.clean.dedupe", choices=_choices(CLEAN_DEDUPE), value="exact",
+                               elem_id="data-clean-dedupe")
+            threshold = texts.add(gr.Slider, label="dataui.clean.threshold", minimum=0.5, maximum=1.0, step=0.05,
+                                  value=0.8, elem_id="data-clean-threshold")
+            conflicts = texts.add(gr.Radio, label="dataui.clean.conflicts", choices=_choices(CLEAN_CONFLICTS),
+                                  value="keep_first", elem_id="data-clean-conflicts")
+            with gr.Row():
+                min_tokens = texts.add(gr.Textbox, label="dataui.clean.min_tokens", value="0", max_lines=1,
+                                       elem_id="data-clean-min")
+                max_tokens = texts.add(gr.Textbox, label="dataui.clean.max_tokens", value="0", max_lines=1,
+                                       elem_id="data-clean-max")
+            placeholders = texts.add(gr.Textbox, label="dataui.clean.placeholders", lines=2,
+                                     placeholder="dataui.clean.placeholders_placeholder",
+                                     elem_id="data-clean-placeholders")
+        with gr.Column(min_width=240):
+            texts.add(gr.Markdown, value="dataui.split.title", elem_classes="data-subsection")
+            train_share = texts.add(gr.Textbox, label="dataui.split.train", value="0.7", max_lines=1,
+                                    elem_id="data-split-train")
+            val_share = texts.add(gr.Textbox, label="dataui.split.val", value="0.2", max_lines=1,
+                                  elem_id="data-split-val")
+            test_share = texts.add(gr.Textbox, label="dataui.split.test", value="0.1", max_lines=1,
+                                   elem_id="data-split-test")
+            split_seed = texts.add(gr.Textbox, label="dataui.split.seed", value="42", max_lines=1,
+                                   elem_id="data-split-seed")
+            stratify = texts.add(gr.Dropdown, label="dataui.split.stratify", choices=[("–", "")], value="",
+                                 elem_id="data-split-stratify")
+        with gr.Column(min_width=280):
+            texts.add(gr.Markdown, value="dataui.augment.title", elem_classes="data-subsection")
+            methods = texts.add(gr.CheckboxGroup, label="dataui.augment.methods", choices=_choices(AUGMENT_METHODS),
+                                value=[], elem_id="data-augment-methods")
+            multiplier = texts.add(gr.Slider, label="dataui.augment.multiplier", minimum=0, maximum=5, step=0.5,
+                                   value=1.0, elem_id="data-augment-multiplier")
+            aug_seed = texts.add(gr.Textbox, label="dataui.augment.seed", value="42", max_lines=1,
+                                 elem_id="data-augment-seed")
+            part = texts.add(gr.Radio, label="dataui.augment.part", choices=_choices(AUGMENT_PARTS), value="prompt",
+                             elem_id="data-augment-part")
+            substitutions = texts.add(gr.Textbox, label="dataui.augment.substitutions", lines=3,
+                                      placeholder="dataui.augment.substitutions_placeholder",
+                                      elem_id="data-augment-subs")
+    prepare_btn = texts.add(gr.Button, value="dataui.prepare.run", variant="primary", elem_id="data-prepare")
+    prepare_md = gr.Markdown(elem_id="data-prepare-status", elem_classes="data-note")
+    with gr.Column():
+        steps = texts.add(gr.Dataframe, value=dp.steps_frame(None, "en"), label="dataui.prepare.steps",
+                          interactive=False,
+                          column_widths=["12%", "8%", "8%", "72%"], wrap=True,
+                          datatype="str", elem_id="data-steps", max_height=360)
+        side = texts.add(gr.Dataframe, value=dp.side_by_side(None, "en"), label="dataui.prepare.augmented",
+                         interactive=False,
+                         column_widths=["42%", "42%", "16%"], wrap=True,
+                         datatype="str", elem_id="data-augmented", max_height=360)
+
+    # 6 · Save
+    texts.add(gr.Markdown, value="dataui.section.save", elem_classes="data-section")
+    with gr.Row(equal_height=True):
+        save_name = texts.add(gr.Textbox, label="dataui.save.name", max_lines=1, elem_id="data-save-name", scale=3)
+        save_btn = texts.add(gr.Button, value="dataui.save.run", variant="primary", elem_id="data-save", scale=1)
+        use_btn = texts.add(gr.Button, value="dataui.save.use", elem_id="data-use", scale=1)
+    save_md = gr.Markdown(elem_id="data-save-status", elem_classes="data-note")
+
+    # --- drawing the state ---------------------------------------------------------------------
+    outputs = [state, choice, summary, detection, fmt_box, *roles, stratify, table, page_label, example_n,
+               example, example_note, quality_md, findings, histogram, prepare_md, steps, side, save_md]
+
+    def view(s: dict, model: str, max_length, lang_code: str) -> list:
+        loaded: dp.Loaded | None = s["loaded"]
+        out = [s, gr.update(choices=dp.source_choices(ctx, lang_code))]
+        if loaded is None:
+            out += [_note(s, "load", lang_code) or t("dataui.pick", lang_code), _note(s, "format", lang_code),
+                    gr.update(value="auto")] + [gr.update(visible=False)] * dp.MAX_ROLES + [
+                gr.update(choices=[("–", "")], value=""), pd.DataFrame(), "", 1, [], "", "",
+                dp.findings_frame(None, lang_code), None, _note(s, "prepare", lang_code),
+                dp.steps_frame(None, lang_code), dp.side_by_side(None, lang_code), _note(s, "save", lang_code)]
+            return out
+        out += [_note(s, "load", lang_code) or dp.summary_text(loaded, lang_code),
+                "\n\n".join(x for x in (dp.detection_text(loaded, lang_code), _note(s, "format", lang_code)) if x),
+                gr.update(value=loaded.format)]
+        none = t("dataui.format.none", lang_code)
+        names = dp.roles_of(loaded)
+        col_choices = [(none, "")] + [(c, c) for c in loaded.columns]
+        out += [gr.update(visible=True, label=t("dataui.format.role", lang_code, role=role), choices=col_choices,
+                          value=loaded.mapping.get(role) or loaded.user_mapping.get(role, ""))
+                for role in names]
+        out += [gr.update(visible=False)] * (dp.MAX_ROLES - len(names))
+        out.append(gr.update(choices=[("–", "")] + [(c, c) for c in loaded.columns if not c.startswith("_")
+                                                    or c == "_group"]))
+        frame, page, pages = dp.page_frame(loaded, s["page"])
+        out += [frame, t("dataui.preview.page", lang_code, page=page + 1, pages=pages), s["example"]]
+        out += example_outputs(s, model, max_length, lang_code)
+        report = s["report"]
+        if report:
+            out += [_note(s, "quality", lang_code) or dp.quality_text(report, model, _int(max_length), lang_code),
+                    dp.findings_frame(report, lang_code), histogram_update(report, lang_code)]
+        else:
+            out += [_note(s, "quality", lang_code), dp.findings_frame(None, lang_code), None]
+        prepared = s["prepared"]
+        if prepared is not None:
+            out += [_note(s, "prepare", lang_code) or dp.prepared_text(prepared, lang_code),
+                    dp.steps_frame(prepared, lang_code), dp.side_by_side(prepared, lang_code)]
+        else:
+            out += [_note(s, "prepare", lang_code), dp.steps_frame(None, lang_code), dp.side_by_side(None, lang_code)]
+        out.append(save_text(s, lang_code))
+        return out
+
+    def save_text(s: dict, lang_code: str) -> str:
+        """The line under Save: the problem, else what was saved or is being used."""
+        note = _note(s, "save", lang_code)
+        if not note and s["saved"]:
+            note = dp.esc(render(Msg.from_dict(s["saved"]["message"]), lang_code))
+        return note
+
+    def example_outputs(s: dict, model: str, max_length, lang_code: str) -> list:
+        if s["loaded"].detection is None:
+            return [[], ""]
+        try:
+            tok = dp.tokenizer_for(ctx, model)
+            segments, note = dp.example_view(s["loaded"], s["example"], tok, _int(max_length), model, lang_code)
+        except Exception as exc:  # the model field may name something that is not there (yet)
+            return [[], f"⚠ {dp.esc(render(explain(exc), lang_code))}"]
+        return [segments, note]
+
+    def histogram_update(report: dict, lang_code: str):
+        frame = dp.histogram_frame(report, lang_code)
+        if frame is None:
+            return None
+        return gr.update(value=frame, sort=list(frame["tokens"]))
+
+    # --- handlers --------------------------------------------------------------------------------
+    common = [model_box, max_len_box, lang]
+
+    def load(s, source, config, split, model, max_length, lang_code):
+        """Read and detect a source (the quality report follows in its own step)."""
+        try:
+            loaded = dp.load_source(ctx, source, config, split)
+        except Exception as exc:
+            return view(_fail(new_state(), "load", exc), model, max_length, lang_code)
+        return view(detected({**new_state(), "loaded": loaded}, "auto", {}), model, max_length, lang_code)
+
+    def detected(s, fmt, mapping, system_text=None) -> dict:
+        """The state with the dataset read as `fmt` with `mapping`; a misfit keeps the rows on
+        screen with the sentence under Format, where the columns can be picked."""
+        loaded = s["loaded"]
+        if system_text is not None:
+            loaded = dataclasses.replace(loaded, system=system_text)
+        try:
+            loaded = dp.redetect(loaded, fmt, mapping)
+        except UserError as exc:
+            return _fail({**s, "loaded": getattr(exc, "loaded", loaded), "report": None, "prepared": None},
+                         "format", exc)
+        return _ok({**s, "loaded": loaded, "prepared": None}, "format")
+
+    def quality(s, model, max_length) -> dict:
+        from studio.quality import quality_report
+
+        if s["loaded"] is None or s["loaded"].detection is None:
+            return s
+        try:
+            tok = dp.tokenizer_for(ctx, model)
+            report = quality_report(dp.all_records(s["loaded"]), tokenizer=tok, max_length=_int(max_length) or 256)
+        except Exception as exc:
+            return _fail({**s, "report": None}, "quality", exc)
+        return _ok(s, "quality", report=report)
+
+    def on_upload(s, file, model, max_length, lang_code):
         if not file:
-            return gr.skip(), gr.skip(), gr.skip(), gr.skip()
+            return [gr.skip()] * len(outputs)
         try:
             path = ctx.save_upload(file)
         except Exception as exc:
-            return gr.skip(), f"⚠ {_as_text(render(explain(exc), lang_code))}", pd.DataFrame(), gr.skip()
-        text, head = preview(ctx, path, lang_code)
-        return (gr.update(choices=dataset_choices(ctx), value=path), text, head,
-                gr.update(choices=train_dataset_choices(ctx)))
+            return view(_fail(new_state(), "load", exc), model, max_length, lang_code)
+        out = load(s, path, "", "", model, max_length, lang_code)
+        out[1] = gr.update(choices=dp.source_choices(ctx, lang_code), value=path)
+        return out
 
-    choice.change(lambda source, code: preview(ctx, source, code), [choice, lang], [summary, table],
-                  api_visibility="private")
-    lang.change(lambda source, code: preview(ctx, source, code)[0], [choice, lang], summary,
-                api_visibility="private")
-    upload.upload(on_upload, [upload, lang], [choice, summary, table, train_fields["data.path"]],
-                  api_visibility="private", show_progress_on=[table])
-    use.click(lambda c: gr.update(value=c, choices=train_dataset_choices(ctx)),
-              choice, train_fields["data.path"], api_visibility="private", show_progress="hidden")
+    def on_format(s, fmt, model, max_length, lang_code):
+        return redetect(s, fmt, {}, model, max_length, lang_code)
 
-    def on_load(source, code):
-        text, head = preview(ctx, source, code)
-        return gr.update(choices=dataset_choices(ctx)), text, head
+    def on_apply(s, fmt, system_text, *rest):
+        role_values, (model, max_length, lang_code) = rest[:dp.MAX_ROLES], rest[dp.MAX_ROLES:]
+        if s["loaded"] is None:
+            return view(s, model, max_length, lang_code)
+        loaded = s["loaded"]
+        names = dp.roles_of(loaded)
+        # Only the columns the user changed count as their mapping; the rest stays detected.
+        mapping = {role: value for role, value in zip(names, role_values)
+                   if value and (loaded.detection is None or value != loaded.mapping.get(role))}
+        mapping.update({role: col for role, col in loaded.user_mapping.items()
+                        if role in names and role_values[names.index(role)] == col})
+        return redetect(s, fmt, mapping, model, max_length, lang_code, system_text)
 
-    return {"load": (on_load, [choice, lang], [choice, summary, table])}
+    def redetect(s, fmt, mapping, model, max_length, lang_code, system_text=None):
+        if s["loaded"] is None:
+            return view(s, model, max_length, lang_code)
+        s = quality(detected(s, fmt, mapping, system_text), model, max_length)
+        return view(s, model, max_length, lang_code)
+
+    def on_page(step):
+        def turn(s, model, max_length, lang_code):
+            if s["loaded"] is None:
+                return view(s, model, max_length, lang_code)
+            pages = max(1, -(-s["loaded"].rows // dp.PAGE_SIZE))
+            return view({**s, "page": min(max(0, s["page"] + step), pages - 1)}, model, max_length, lang_code)
+        return turn
+
+    def on_example(s, index, model, max_length, lang_code):
+        return view(_ok({**s, "example": _int(index, 1)}, "example"), model, max_length, lang_code)
+
+    def on_quality(s, model, max_length, lang_code):
+        return view(quality(s, model, max_length), model, max_length, lang_code)
+
+    def on_prepare(s, *values):
+        (trim_v, empty_v, dedupe_v, thr_v, conf_v, min_v, max_v, ph_v, tr_v, va_v, te_v, seed_v, strat_v,
+         meth_v, mult_v, aseed_v, part_v, subs_v, model, max_length, lang_code) = values
+        if s["loaded"] is None:
+            return view(_fail(s, "prepare", UserError("dataui.prepare.first")), model, max_length, lang_code)
+        try:
+            recipe = dp.make_recipe(
+                s["loaded"], dp.clean_options(trim_v, empty_v, dedupe_v, thr_v, conf_v, min_v, max_v, ph_v),
+                dp.split_options(tr_v, va_v, te_v, seed_v, strat_v),
+                dp.augment_options(meth_v, mult_v, aseed_v, part_v, subs_v))
+            prepared = dp.run_prepare(ctx, recipe, dp.tokenizer_for(ctx, model), _int(max_length))
+        except Exception as exc:
+            return view(_fail({**s, "prepared": None}, "prepare", exc), model, max_length, lang_code)
+        return view(_ok({**s, "prepared": prepared, "saved": ""}, "prepare"), model, max_length, lang_code)
+
+    def on_save(s, name, model, max_length, lang_code):
+        from studio.library import Library
+
+        try:
+            if s["prepared"] is None:
+                raise UserError("dataui.save.first")
+            if not (name or "").strip():
+                raise UserError("dataui.save.no_name")
+            entry = Library(ctx.home).save(s["prepared"], name)
+        except Exception as exc:
+            out = view(_fail(s, "save", exc), model, max_length, lang_code)
+            return out + [gr.skip()]
+        rows = sum(entry["rows"].values())
+        saved = {"ref": entry["ref"], "message": Msg("dataui.save.saved", id=entry["ref"], rows=rows).to_dict()}
+        out = view(_ok({**s, "saved": saved}, "save"), model, max_length, lang_code)
+        return out + [gr.update(choices=_train_choices())]
+
+    def on_use(s, model, max_length, lang_code):
+        loaded = s["loaded"]
+        ref = (s["saved"] or {}).get("ref") or (loaded.source if loaded is not None else "")
+        # Only the state and the save note are redrawn: redrawing the whole tab (its plot) while the
+        # page switches to the Train tab makes Gradio measure a component that is gone (a JS error).
+        if not ref:
+            s = _fail(s, "save", UserError("dataui.save.nothing"))
+            return [s, save_text(s, lang_code), gr.skip(), gr.skip()]
+        saved = {"ref": (s["saved"] or {}).get("ref", ""), "message": Msg("dataui.save.using", id=ref).to_dict()}
+        s = _ok({**s, "saved": saved}, "save")
+        return [s, save_text(s, lang_code), gr.update(choices=_train_choices(), value=ref),
+                gr.Tabs(selected="train")]
+
+    def _train_choices():
+        from studio.ui.train_tab import dataset_choices
+
+        return dataset_choices(ctx)
+
+    private = {"api_visibility": "private"}
+    source_inputs = [state, choice, hub_config, hub_split] + common
+    # The rows and the example show first; the quality report (the whole file) follows.
+    for event, fn, inputs in ((choice.input, load, source_inputs), (load_btn.click, load, source_inputs),
+                              (upload.upload, on_upload, [state, upload] + common)):
+        event(fn, inputs, outputs, show_progress_on=[summary], **private).then(
+            on_quality, [state] + common, outputs, show_progress_on=[findings], **private)
+    fmt_box.input(on_format, [state, fmt_box] + common, outputs, show_progress_on=[detection], **private)
+    apply_btn.click(on_apply, [state, fmt_box, system, *roles] + common, outputs, show_progress_on=[detection],
+                    **private)
+    prev_btn.click(on_page(-1), [state] + common, outputs, show_progress="hidden", **private)
+    next_btn.click(on_page(1), [state] + common, outputs, show_progress="hidden", **private)
+    gr.on([example_n.input, example_n.submit], on_example, [state, example_n] + common, outputs,
+          show_progress_on=[example], trigger_mode="always_last", **private)
+    quality_btn.click(on_quality, [state] + common, outputs, show_progress_on=[findings], **private)
+    prepare_inputs = [trim, drop_empty, dedupe, threshold, conflicts, min_tokens, max_tokens, placeholders,
+                      train_share, val_share, test_share, split_seed, stratify, methods, multiplier, aug_seed, part,
+                      substitutions]
+    prepare_btn.click(on_prepare, [state] + prepare_inputs + common, outputs, show_progress_on=[prepare_md],
+                      **private)
+    save_btn.click(on_save, [state, save_name] + common, outputs + [train_fields["data.path"]],
+                   show_progress_on=[save_md], **private)
+    use_btn.click(on_use, [state] + common, [state, save_md, train_fields["data.path"], tabs],
+                  show_progress="hidden", **private)
+    # The example follows the Train tab's model and max length; every drawn sentence the language.
+    gr.on([model_box.change, max_len_box.blur, max_len_box.submit, lang.change],
+          lambda s, model, max_length, lang_code: view(s, model, max_length, lang_code),
+          [state] + common, outputs, show_progress="hidden", trigger_mode="always_last", **private)
+
+    def on_load(s, source, model, max_length, lang_code):
+        return load(s, source, "", "", model, max_length, lang_code)
+
+    return {"load": (on_load, [state, choice] + common, outputs)}
+
+
+def _formats() -> tuple[str, ...]:
+    from studio.formats import FORMATS
+
+    return FORMATS
+
+
+def _int(value, default: int = 0) -> int:
+    return dp._int(value, default)

@@ -23,13 +23,14 @@ from studio.i18n import Msg, render, t
 from studio.paths import DEMO_RECIPE
 from studio.ui.forms import build_fields, config_from_values, problems_of
 from studio.ui.texts import Texts, field_info
+from studio.ui.data_prepare import library_choices, mix_text
 
 BASICS = ["model.path", "data.path", "method.method", "train.epochs", "train.learning_rate",
           "train.batch_size"]
 GROUPS = {
     "ui.train.group.method": ["method.lora_r", "method.lora_alpha", "method.lora_dropout",
                               "method.lora_target", "method.quant_bits", "method.freeze_layers"],
-    "ui.train.group.data": ["data.format", "data.val_size", "data.test_size", "data.max_samples",
+    "ui.train.group.data": ["data.mix", "data.format", "data.val_size", "data.test_size", "data.max_samples",
                             "data.system_prompt"],
     "ui.train.group.training": ["train.max_steps", "train.max_length", "train.grad_accum",
                                 "train.lr_scheduler", "train.warmup", "train.weight_decay",
@@ -169,10 +170,12 @@ def initial_config() -> StudioConfig:
 
 
 def dataset_choices(ctx) -> list[tuple[str, str]]:
-    """Bundled sets and uploads: shown by file name, the value is the path."""
+    """Bundled sets, uploads (shown by file name, the value is the path) and library datasets
+    (shown by name, the value is library:<id>)."""
     from pathlib import Path
 
-    return [(name, name) for name in DATA_CHOICES] + [(Path(p).name, p) for p in ctx.uploaded_datasets()]
+    return ([(name, name) for name in DATA_CHOICES] + [(Path(p).name, p) for p in ctx.uploaded_datasets()]
+            + library_choices(ctx))
 
 
 def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
@@ -188,6 +191,10 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
             data_check = gr.Markdown("", elem_id="data-check", elem_classes="field-note")
             for title, keys in GROUPS.items():
                 with texts.add(gr.Accordion, label=title, open=False, elem_id="group-" + title.split(".")[-1]) as box:
+                    if title == "ui.train.group.data":  # several library datasets, each with a share
+                        mix_pick = texts.add(gr.Dropdown, label="dataui.mix.label", info="dataui.mix.help",
+                                             choices=library_choices(ctx), value=[], multiselect=True,
+                                             elem_id="data-mix-pick")
                     fields.update(build_fields(keys, cfg, texts))
                 accordions[title] = box
         with gr.Column(scale=3, min_width=420):
@@ -205,8 +212,8 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
             texts.register(lr_plot, title="ui.train.lr_title")
             result = gr.Markdown("", elem_id="train-result")
             with gr.Row(visible=False) as next_steps:
-                # Evaluate and Compare are not built yet: say so rather than lead to a dead end.
-                texts.add(gr.Button, value="ui.train.to_eval_soon", size="sm", interactive=False, elem_id="to-eval")
+                # Compare is not built yet: it says so rather than lead to a dead end.
+                to_eval = texts.add(gr.Button, value="evaluate.to_eval", size="sm", elem_id="to-eval")
                 to_chat = texts.add(gr.Button, value="ui.train.to_chat", size="sm", elem_id="to-chat")
                 texts.add(gr.Button, value="ui.train.to_compare_soon", size="sm", interactive=False,
                           elem_id="to-compare")
@@ -342,12 +349,16 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
     lang.change(on_language, poll_inputs, poll_outputs, api_visibility="private",
                 show_progress="hidden")
     to_chat.click(lambda: gr.Tabs(selected="chat"), None, tabs, api_visibility="private")
+    mix_pick.focus(lambda: gr.update(choices=library_choices(ctx)), None, mix_pick, api_visibility="private",
+                   queue=False, show_progress="hidden")
+    mix_pick.input(mix_text, [mix_pick, fields["data.mix"]], fields["data.mix"], api_visibility="private",
+                   queue=False, show_progress="hidden")
 
     def on_load(rid, off, evs, note, lang_code):
         return view(rid, off, evs, note, lang_code, force=True) + [
             gr.update(choices=dataset_choices(ctx))]
 
-    return {"fields": fields, "run_id": run_id, "to_chat": [to_chat], "notice": notice,
+    return {"fields": fields, "run_id": run_id, "to_chat": [to_chat], "to_eval": [to_eval], "notice": notice,
             "dataset_choices": lambda: dataset_choices(ctx),
             "load": (on_load, poll_inputs, poll_outputs + [fields["data.path"]]),
             "data_check": (on_data_change, check_inputs, data_check)}

@@ -10,7 +10,7 @@ import json
 
 import pytest
 
-from conftest import ROOT
+from helpers import ROOT
 from studio.config import load_recipe
 from studio.infer import generate_answers, load_for_inference
 from studio.paths import ASSETS

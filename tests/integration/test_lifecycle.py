@@ -13,8 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from helpers import fast_overrides, wait_for
+from helpers import ROOT, fast_overrides, wait_for
 from studio.cli import main
 from studio.config import StudioConfig
 from studio.errors import UserError

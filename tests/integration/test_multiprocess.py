@@ -11,8 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from helpers import fast_overrides, free_port
+from helpers import ROOT, fast_overrides, free_port
 
 TORCHRUN = Path(sys.executable).with_name("torchrun")
 

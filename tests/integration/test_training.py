@@ -8,8 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import ROOT
-from helpers import fast_overrides
+from helpers import ROOT, fast_overrides
 from studio.errors import UserError
 from studio.workspace import Workspace
 

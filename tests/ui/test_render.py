@@ -7,7 +7,7 @@ import pytest
 from studio.i18n import Msg, t
 from studio.infer import chat_messages, content_text
 from studio.ui import chat_tab
-from studio.ui.data_tab import preview_table
+from studio.ui.data_prepare import preview_table
 from studio.ui.train_tab import data_check_text, frames, render_status, result_text
 
 
@@ -86,5 +86,5 @@ def test_examples_follow_the_language_and_survive_a_missing_file(tmp_path, monke
 
 def test_preview_keeps_column_names_as_written():
     table = preview_table([{"<img src=x>": "a", "nested": {"k": [1]}}])
-    assert list(table.columns) == ["<img src=x>", "nested"]
-    assert table.iloc[0]["nested"] == '{"k": [1]}'
+    assert list(table.columns) == ["#", "<img src=x>", "nested"]
+    assert table.iloc[0]["nested"] == "k: 1"  # folded to one readable line, not raw JSON
