@@ -12,10 +12,11 @@ import time
 import gradio as gr
 import pandas as pd
 
+from studio.evaluate import latest_summary
 from studio.i18n import Msg, t
 from studio.ui.texts import Texts
 
-COLUMNS = ["run", "state", "method", "model", "data", "steps", "final_loss", "time", "started", "message"]
+COLUMNS = ["run", "state", "method", "model", "data", "steps", "final_loss", "eval", "time", "started", "message"]
 
 
 def runs_table(store, lang: str | None = None) -> pd.DataFrame:
@@ -30,6 +31,7 @@ def runs_table(store, lang: str | None = None) -> pd.DataFrame:
             os.path.basename(r["data"]),
             f"{r['step']}/{r['total_steps']}" if r["total_steps"] else str(r["step"]),
             round(r["final_loss"], 4) if isinstance(r["final_loss"], float) else None,
+            latest_summary(run, lang),  # the newest evaluation: ROUGE-L base → fine-tuned
             f"{r['seconds']:.0f} s" if r["seconds"] else "",
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r["created_at"] else "",
             run.message(lang),
@@ -41,7 +43,7 @@ def build(ctx, texts: Texts, lang):
     texts.add(gr.Markdown, value=Msg("ui.runs.intro", root=f"`{ctx.store.root}`"), elem_classes="tab-intro")
     # Widths leave room for the message (it wraps); short headers never break inside a word (CSS).
     table = gr.Dataframe(runs_table(ctx.store), interactive=False, wrap=True, elem_id="runs-table",
-                         column_widths=["18%", "8%", "6%", "7%", "8%", "8%", "7%", "6%", "11%", "21%"])
+                         column_widths=["17%", "7%", "6%", "7%", "7%", "7%", "6%", "9%", "6%", "10%", "18%"])
     refresh = texts.add(gr.Button, value="ui.runs.refresh", size="sm")
     seen = gr.State(())
 
