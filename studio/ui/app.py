@@ -104,9 +104,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
         chat_page.select(*chat["select"], api_visibility="private", show_progress="hidden")
         arena_page.select(*arena["select"], api_visibility="private", show_progress="hidden")
         compare_fn, compare_outputs = arena["compare_run"]
-        compare = arena_tab.adopt_compare_button(texts)  # "Compare": the run against its base, blind
-        if compare is not None:
-            compare.click(compare_fn, [train["run_id"], lang], [tabs] + compare_outputs, api_visibility="private")
+        for button in train["to_compare"]:  # "Compare with the base": the run against its base, blind
+            button.click(compare_fn, [train["run_id"], lang], [tabs] + compare_outputs, api_visibility="private")
         select_for_eval, eval_outputs = evaluation["select_run"]
         for button in train["to_eval"]:  # "Evaluate it": the Evaluate tab with that run chosen
             button.click(select_for_eval, [train["run_id"], lang], [tabs] + eval_outputs, api_visibility="private")

@@ -403,15 +403,3 @@ def build(ws, texts: Texts, lang, engine):
             "select": (lambda code, a, b: (*redraw(code, a, b), *tables(ws, code)), [lang, model_a, model_b],
                        list_outputs + table_outputs),
             "compare_run": (compare_run, [model_a, model_b])}
-
-
-def adopt_compare_button(texts: Texts, elem_id: str = "to-compare"):
-    """The Train tab's end-of-run Compare button (built disabled, "coming soon"): enabled and
-    re-worded here, so the Train tab's file needs no change. None when it is not on the page."""
-    for component in texts.outputs():
-        if getattr(component, "elem_id", None) == elem_id:
-            component.interactive = True
-            component.value = t("chatui.to_compare")
-            texts.register(component, value="chatui.to_compare")
-            return component
-    return None

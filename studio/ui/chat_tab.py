@@ -40,8 +40,8 @@ REFRESH_SECONDS = 5
 
 
 class StopFlag:
-    """A session's Stop button: ends the generation in progress (each generation has its own
-    event, which `Generation` also sets when it ends) and remembers that Stop was pressed."""
+    """A session's Stop button: ends the generation in progress (each generation gets a fresh
+    event, so a Stop pressed for one answer never ends the next) and remembers that Stop was pressed."""
 
     def __init__(self):
         self.stopped = False

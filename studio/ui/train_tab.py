@@ -212,11 +212,9 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
             texts.register(lr_plot, title="ui.train.lr_title")
             result = gr.Markdown("", elem_id="train-result")
             with gr.Row(visible=False) as next_steps:
-                # Compare is not built yet: it says so rather than lead to a dead end.
                 to_eval = texts.add(gr.Button, value="evaluate.to_eval", size="sm", elem_id="to-eval")
                 to_chat = texts.add(gr.Button, value="ui.train.to_chat", size="sm", elem_id="to-chat")
-                texts.add(gr.Button, value="ui.train.to_compare_soon", size="sm", interactive=False,
-                          elem_id="to-compare")
+                to_compare = texts.add(gr.Button, value="chatui.to_compare", size="sm", elem_id="to-compare")
 
     run_id = gr.State("")
     offset = gr.State(0)
@@ -358,7 +356,8 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
         return view(rid, off, evs, note, lang_code, force=True) + [
             gr.update(choices=dataset_choices(ctx))]
 
-    return {"fields": fields, "run_id": run_id, "to_chat": [to_chat], "to_eval": [to_eval], "notice": notice,
+    return {"fields": fields, "run_id": run_id, "to_chat": [to_chat], "to_eval": [to_eval], "to_compare": [to_compare],
+            "notice": notice,
             "dataset_choices": lambda: dataset_choices(ctx),
             "load": (on_load, poll_inputs, poll_outputs + [fields["data.path"]]),
             "data_check": (on_data_change, check_inputs, data_check)}
