@@ -37,6 +37,7 @@ import random
 import re
 from dataclasses import dataclass, field
 
+from studio.clean import options_from_dict
 from studio.errors import UserError
 from studio.formats import map_record_text, record_texts
 from studio.thesaurus import STOPWORDS, split_words, synonyms
@@ -88,13 +89,7 @@ class AugmentOptions:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "AugmentOptions":
-        """Options from a recipe's dict; unknown names are refused with the known ones listed."""
-        data = dict(data or {})
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise UserError("augment.unknown_option", key="augment", names=", ".join(unknown), known=", ".join(known))
-        return cls(**data)
+        return options_from_dict(cls, data, "augment")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -43,6 +43,20 @@ DEDUPE = ("exact", "near", "off")
 CONFLICTS = ("keep_first", "drop_all", "off")
 
 
+UNKNOWN_OPTION = {"clean": "clean.unknown_option", "augment": "augment.unknown_option"}
+
+
+def options_from_dict(cls, data: dict | None, area: str):
+    """Options (a dataclass) from a recipe's dict; unknown names are refused with the known ones
+    listed. Shared by CleanOptions and AugmentOptions ('clean' / 'augment')."""
+    data = dict(data or {})
+    known = [f.name for f in dataclasses.fields(cls)]
+    unknown = sorted(str(k) for k in data if k not in known)
+    if unknown:
+        raise UserError(UNKNOWN_OPTION[area], key=area, names=", ".join(unknown), known=", ".join(known))
+    return cls(**data)
+
+
 @dataclass
 class CleanOptions:
     """Which cleaning steps run, and their settings; invalid values raise UserError."""
@@ -95,13 +109,7 @@ class CleanOptions:
 
     @classmethod
     def from_dict(cls, data: dict | None) -> "CleanOptions":
-        """Options from a recipe's dict; unknown names are refused with the known ones listed."""
-        data = dict(data or {})
-        known = [f.name for f in dataclasses.fields(cls)]
-        unknown = sorted(str(k) for k in data if k not in known)
-        if unknown:
-            raise UserError("clean.unknown_option", key="clean", names=", ".join(unknown), known=", ".join(known))
-        return cls(**data)
+        return options_from_dict(cls, data, "clean")
 
     def to_dict(self) -> dict:
         return dataclasses.asdict(self)

@@ -83,8 +83,9 @@ def human_size(n: int) -> str:
     return f"{n} bytes"
 
 
-def read_rows(path: Path, max_rows: int = 0) -> list[dict]:
-    """The rows of a local file as dicts (at most max_rows when it is set), every row checked."""
+def _checked_file(path: Path) -> tuple[str, str, dict[str, int]]:
+    """(name, kind, caps) of a file that may be read: a data file type, within the size cap, not
+    empty, and not binary or compressed content (sniffed); else the one sentence that says why."""
     name = path.name
     if path.is_dir():
         raise UserError("data.is_folder", key=KEY, name=name)
@@ -99,6 +100,12 @@ def read_rows(path: Path, max_rows: int = 0) -> list[dict]:
     if size == 0:
         raise UserError("data.empty", key=KEY, name=name)
     _sniff(path, kind)
+    return name, kind, caps
+
+
+def read_rows(path: Path, max_rows: int = 0) -> list[dict]:
+    """The rows of a local file as dicts (at most max_rows when it is set), every row checked."""
+    name, kind, caps = _checked_file(path)
     checker = RowChecker(name, caps["field"])
     if kind == "parquet":
         rows = _parquet_rows(path, checker, max_rows, caps["file"])
@@ -407,20 +414,7 @@ def load_table(source: str, config: str | None = None, split: str | None = None,
 
 def read_table(path: Path):
     """A local file as a pyarrow.Table, with read_rows' checks and sentences."""
-    name = path.name
-    if path.is_dir():
-        raise UserError("data.is_folder", key=KEY, name=name)
-    kind = FILE_TYPES.get(path.suffix.lower())
-    if kind is None:
-        raise UserError("data.file_type", key=KEY, name=name)
-    caps = limits()
-    size = path.stat().st_size
-    if size > caps["file"]:
-        raise UserError("data.file_too_large", key=KEY, name=name, size=human_size(size),
-                        limit=human_size(caps["file"]))
-    if size == 0:
-        raise UserError("data.empty", key=KEY, name=name)
-    _sniff(path, kind)
+    name, kind, caps = _checked_file(path)
     if kind == "parquet":
         table = _parquet_table(path, caps["file"])
         _check_table(table, name, caps["field"])
