@@ -232,9 +232,17 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
         out += example_outputs(s, model, max_length, lang_code)
         report = s["report"]
         if report:
+            # The plot is sent only when its numbers changed: Gradio draws a plot asynchronously and
+            # throws (offsetWidth of null) when its tab was left meanwhile (e.g. Save, then "Use in
+            # training"), so redraws of an unchanged histogram are skipped. Its axis titles keep the
+            # language they were drawn in until the next check.
+            key = repr(report.get("histogram"))
+            plot = gr.skip() if s.get("plot_key") == key else histogram_update(report, lang_code)
+            s["plot_key"] = key
             out += [_note(s, "quality", lang_code) or dp.quality_text(report, model, _int(max_length), lang_code),
-                    dp.findings_frame(report, lang_code), histogram_update(report, lang_code)]
+                    dp.findings_frame(report, lang_code), plot]
         else:
+            s["plot_key"] = None
             out += [_note(s, "quality", lang_code), dp.findings_frame(None, lang_code), None]
         prepared = s["prepared"]
         if prepared is not None:
