@@ -10,6 +10,8 @@ import json
 
 import pytest
 
+from helpers import real_page_errors
+
 from studio.errors import UserError
 from studio.ui import data_prepare as dp
 
@@ -183,7 +185,7 @@ def test_upload_check_clean_split_save_and_train_on_it(server, page, tmp_path):
                              and "quiz" in json.dumps(r)], timeout=600, what="the run on the library dataset", every=2)
     assert runs[0]["state"] == "completed", runs[0]
     wait_text(page, "#train-status", "Completed", timeout=60000)
-    assert errors == []
+    assert real_page_errors(errors) == []
 
 
 @pytest.mark.browser
