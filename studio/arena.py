@@ -316,15 +316,9 @@ class Arena:
             run = self.store.get(run_id)
         except KeyError:
             raise UserError("arena.run_missing", run=str(run_id)[:80]) from None
-        state = run.status().get("state", "unknown")
-        output = run.output_dir()
-        if state not in ("completed", "stopped") or output is None:
-            raise UserError("arena.run_not_ready", run=run.id, state=state)
-        try:
-            base = run.config().model.path
-        except Exception:
-            base = adapter_base(output)
-        return output, base
+        from studio.export import output_of  # the one rule for "a finished run's output and base"
+
+        return output_of(run)
 
     def resolve(self, model_id: str) -> tuple[AdapterPool, str]:
         """(pool, adapter name) for a model id, loading what is needed."""
