@@ -38,6 +38,31 @@ def setting(default, *, choices=None, min=None, max=None):
     return field(default=default, metadata={"choices": choices, "min": min, "max": max})
 
 
+# Training methods. PEFT methods train an adapter (saved in run/adapter/); full and freeze
+# write a whole model (run/model/). qlora quantizes the frozen base with bitsandbytes.
+METHODS = {
+    "full": "model", "freeze": "model",
+    "lora": "lora", "qlora": "lora", "dora": "lora", "rslora": "lora",
+    "ia3": "ia3", "prefix": "prefix", "prompt": "prompt",
+}
+# Which method settings each method uses (the form shows only these).
+METHOD_FIELDS = {
+    "full": [], "freeze": ["method.freeze_layers"],
+    "lora": ["method.lora_r", "method.lora_alpha", "method.lora_dropout", "method.lora_target"],
+    "qlora": ["method.quant_bits", "method.lora_r", "method.lora_alpha", "method.lora_dropout",
+              "method.lora_target"],
+    "dora": ["method.lora_r", "method.lora_alpha", "method.lora_dropout", "method.lora_target"],
+    "rslora": ["method.lora_r", "method.lora_alpha", "method.lora_dropout", "method.lora_target"],
+    "ia3": ["method.lora_target"],
+    "prefix": ["method.num_virtual_tokens"], "prompt": ["method.num_virtual_tokens"],
+}
+
+
+def is_adapter_method(method: str) -> bool:
+    """Whether the run's result is a PEFT adapter (run/adapter/) rather than a whole model."""
+    return METHODS.get(method, "model") != "model"
+
+
 @dataclass
 class ModelSection:
     path: str = setting("demo")
@@ -57,13 +82,16 @@ class DataSection:
 
 @dataclass
 class MethodSection:
-    method: str = setting("lora", choices=["full", "freeze", "lora", "qlora"])
+    stage: str = setting("sft", choices=["sft", "dpo"])
+    method: str = setting("lora", choices=list(METHODS))
     quant_bits: int = setting(4, choices=[4, 8])
     freeze_layers: int = setting(2, min=1)
     lora_r: int = setting(16, min=1, max=1024)
     lora_alpha: int = setting(32, min=1)
     lora_dropout: float = setting(0.05, min=0.0, max=0.9)
     lora_target: str = setting("all-linear")
+    num_virtual_tokens: int = setting(20, min=1, max=512)
+    dpo_beta: float = setting(0.1, min=0.0, max=10.0)
 
 
 @dataclass
@@ -82,6 +110,11 @@ class TrainSection:
     eval_every: int = setting(0, min=0)
     log_every: int = setting(1, min=1)
     save_every: int = setting(0, min=0)
+    early_stopping_patience: int = setting(0, min=0)
+    early_stopping_threshold: float = setting(0.0, min=0.0)
+    neftune_alpha: float = setting(0.0, min=0.0, max=100.0)
+    packing: bool = setting(False)
+    save_total_limit: int = setting(3, min=1)
     precision: str = setting("auto", choices=["auto", "fp32", "bf16", "fp16"])
     gradient_checkpointing: str = setting("auto", choices=["auto", "on", "off"])
     seed: int = setting(42, min=0)

@@ -33,115 +33,19 @@ import threading
 import time
 from pathlib import Path
 
-from transformers import PrinterCallback, TrainerCallback
+from transformers import PrinterCallback
 
-from studio.config import StudioConfig
+from studio.config import StudioConfig, is_adapter_method
 from studio.data import report_messages, training_splits, write_jsonl, write_manifest
 from studio.errors import UserError
 from studio.formats import to_dataset
 from studio.i18n import Msg, t
 from studio.models import device_plan, load_model, peft_config_for
+from studio.recorder import RunRecorder
 from studio.runs import Run
 
 EVAL_ROWS = 200  # eval loss is measured on at most this many validation rows (a seeded sample)
 EVALS_PER_RUN = 10  # and at most about this many times a run
-METRIC_NAMES = {"loss": Msg("train.metric_loss"), "eval_loss": Msg("train.metric_eval_loss")}
-
-
-def _number(value):
-    return float(value) if isinstance(value, (int, float)) else None
-
-
-def _distributed_world() -> int:
-    import torch.distributed as dist
-
-    return dist.get_world_size() if dist.is_available() and dist.is_initialized() else 1
-
-
-class RunRecorder(TrainerCallback):
-    """Streams trainer logs into the run folder and honours stop requests."""
-
-    def __init__(self, run: Run, stop_event: threading.Event):
-        self.run = run
-        self.stop_event = stop_event
-        self.failure: Msg | None = None
-        self._last_tokens = 0
-        self._train_seconds = self._last_train_seconds = 0.0  # excludes eval and saving time
-        self._step_started = None
-        self._step_ended = None
-        self._eval_seconds = 0.0
-        self._evals = 0
-        self.last_loss: float | None = None
-        self.last_eval_loss: float | None = None
-
-    def on_train_begin(self, args, state, control, **kwargs):
-        now = time.time()
-        evals = state.max_steps // args.eval_steps if args.eval_strategy != "no" and args.eval_steps else 0
-        self.run.update_status(phase="training", message=Msg("train.training"),
-                               training_started_at=now, total_steps=state.max_steps, step=0,
-                               evals_total=int(evals), evals_done=0, eval_seconds=0.0)
-
-    def on_step_begin(self, args, state, control, **kwargs):
-        self._step_started = time.perf_counter()
-
-    def on_step_end(self, args, state, control, **kwargs):
-        self._step_ended = time.perf_counter()
-        if self._step_started is not None:
-            self._train_seconds += self._step_ended - self._step_started
-        if self._stop_requested(args):
-            control.should_training_stop = True
-        self.run.update_status(step=state.global_step, epoch=state.epoch)
-
-    def _stop_requested(self, args) -> bool:
-        """The stop flag; with several processes every rank must stop at the same step."""
-        stop = self.stop_event.is_set()
-        if _distributed_world() > 1:
-            import torch
-            import torch.distributed as dist
-
-            flag = torch.tensor([1 if stop else 0], device=args.device)
-            dist.all_reduce(flag, op=dist.ReduceOp.MAX)
-            stop = bool(flag.item())
-            if stop:
-                self.stop_event.set()
-        return stop
-
-    def on_evaluate(self, args, state, control, **kwargs):
-        if self._step_ended is not None:  # evaluation runs right after the step that triggers it
-            self._eval_seconds += time.perf_counter() - self._step_ended
-            self._step_ended = time.perf_counter()
-        self._evals += 1
-        self.run.update_status(eval_seconds=round(self._eval_seconds, 3), evals_done=self._evals)
-
-    def on_log(self, args, state, control, logs=None, **kwargs):
-        logs = logs or {}
-        if "train_runtime" in logs:  # the end-of-training summary, not a step event
-            return
-        now = time.time()
-        tokens = int(logs.get("num_tokens") or self._last_tokens or 0)
-        is_train = "loss" in logs
-        speed = None
-        if is_train and self._train_seconds > self._last_train_seconds:
-            speed = (tokens - self._last_tokens) / (self._train_seconds - self._last_train_seconds)
-            self._last_train_seconds, self._last_tokens = self._train_seconds, tokens
-        event = {
-            "t": now, "step": state.global_step, "epoch": _number(state.epoch),
-            "loss": _number(logs.get("loss")), "eval_loss": _number(logs.get("eval_loss")),
-            "learning_rate": _number(logs.get("learning_rate")),
-            "grad_norm": _number(logs.get("grad_norm")),
-            "tokens": tokens, "tokens_per_s": round(speed, 1) if speed is not None else None,
-        }
-        self.run.append_metric(event)
-        if event["loss"] is not None:
-            self.last_loss = event["loss"]
-        if event["eval_loss"] is not None:
-            self.last_eval_loss = event["eval_loss"]
-        for name in ("loss", "eval_loss"):
-            value = event[name]
-            if value is not None and not math.isfinite(value):
-                self.failure = Msg("train.not_finite", metric=METRIC_NAMES[name],
-                                   value=str(value), step=state.global_step)
-                control.should_training_stop = True
 
 
 def _total_steps(n_rows: int, cfg: StudioConfig) -> int:
@@ -167,12 +71,11 @@ def eval_interval(cfg: StudioConfig, total_steps: int, eval_rows: int = EVAL_ROW
     return max(1, min(interval, total_steps))
 
 
-def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_eval: int):
-    from trl import SFTConfig
-
+def training_arguments(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_eval: int) -> dict:
+    """The TrainingArguments every trainer here shares (SFTConfig and DPOConfig take them all)."""
     t = cfg.train
     total = _total_steps(n_train, cfg)
-    return SFTConfig(
+    return dict(
         output_dir=str(run.path / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -184,15 +87,13 @@ def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_ev
         warmup_steps=t.warmup if t.warmup < 1 else int(t.warmup),
         weight_decay=t.weight_decay,
         max_grad_norm=t.max_grad_norm,
-        max_length=t.max_length,
-        completion_only_loss=t.loss_on == "answer",
         logging_steps=t.log_every,
         logging_nan_inf_filter=False,  # NaN/inf must reach metrics.jsonl and stop the run
         eval_strategy="steps" if n_eval else "no",
         eval_steps=eval_interval(cfg, total, n_eval),
         save_strategy="steps" if t.save_every else "no",
         save_steps=t.save_every or 500,
-        save_total_limit=3,
+        save_total_limit=t.save_total_limit,
         bf16=plan["bf16"],
         fp16=plan["fp16"],
         use_cpu=plan["device"] == "cpu",
@@ -203,6 +104,19 @@ def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_ev
         disable_tqdm=True,
         dataset_num_proc=None,
     )
+
+
+def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_eval: int):
+    from trl import SFTConfig
+
+    t = cfg.train
+    return SFTConfig(**training_arguments(cfg, run, plan, n_train, n_eval),
+                     max_length=t.max_length, completion_only_loss=t.loss_on == "answer")
+
+
+def trainer_callbacks(cfg: StudioConfig, recorder: RunRecorder) -> list:
+    """The callbacks of every trainer: the run recorder first."""
+    return [recorder]
 
 
 def prepare_data(cfg: StudioConfig, run: Run, tokenizer=None) -> tuple[list, list]:
@@ -236,10 +150,18 @@ def eval_sample(eval_ds, seed: int):
 
 
 def build_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, plan: dict | None = None):
-    """Load the model and data for cfg and return (SFTTrainer, RunRecorder), ready to train."""
-    from trl import SFTTrainer
-
+    """Load the model and data for cfg and return (trainer, RunRecorder), ready to train:
+    TRL's SFTTrainer, or its DPOTrainer for the dpo stage (studio.train_dpo)."""
     plan = plan or device_plan(cfg.train, cfg.method.method)
+    if cfg.method.stage == "dpo":
+        from studio.train_dpo import build_dpo_trainer
+
+        return build_dpo_trainer(cfg, run, stop_event, plan)
+    return build_sft_trainer(cfg, run, stop_event, plan)
+
+
+def load_for_training(cfg: StudioConfig, run: Run, plan: dict):
+    """The model and tokenizer, loaded as the method says, with what was loaded in logs.txt."""
     run.log(f"device plan: {plan}")
     run.update_status(phase="loading model", message=Msg("train.loading_model"))
     model, tokenizer = load_model(cfg, plan)
@@ -248,6 +170,13 @@ def build_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, plan
             + (f", quantized {bits}-bit" if bits else ""))
     if getattr(model, "studio_unquantized", None):  # layers the CPU 4-bit kernel cannot pack
         run.log("left unquantized (shape unfit for the CPU 4-bit kernel): " + ", ".join(model.studio_unquantized))
+    return model, tokenizer
+
+
+def build_sft_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, plan: dict):
+    from trl import SFTTrainer
+
+    model, tokenizer = load_for_training(cfg, run, plan)
     run.update_status(phase="preparing data", message=Msg("train.preparing_data"))
     train_ds, eval_ds = prepare_data(cfg, run, tokenizer)
     eval_ds = eval_sample(eval_ds, cfg.train.seed)
@@ -259,7 +188,7 @@ def build_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, plan
         eval_dataset=eval_ds,
         processing_class=tokenizer,
         peft_config=peft_config_for(cfg.method),
-        callbacks=[recorder],
+        callbacks=trainer_callbacks(cfg, recorder),
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to the run folder, not stdout
     return trainer, recorder
@@ -284,7 +213,7 @@ def run_training(run: Run, stop_event: threading.Event) -> dict:
         return {"message": Msg("train.stopped_before")}
     trainer.train()
     run.update_status(phase="saving", message=Msg("train.saving"), training_ended_at=time.time())
-    out_dir = run.path / ("adapter" if cfg.method.method in ("lora", "qlora") else "model")
+    out_dir = run.path / ("adapter" if is_adapter_method(cfg.method.method) else "model")
     trainer.save_model(str(out_dir))
     if trainer.args.should_save:
         trainer.processing_class.save_pretrained(str(out_dir))

@@ -23,19 +23,25 @@ from studio.i18n import Msg, render, t
 from studio.paths import DEMO_RECIPE
 from studio.ui.forms import build_fields, config_from_values, problems_of
 from studio.ui.texts import Texts, field_info
+from studio.ui.train_diagnostics import render_diagnostics
+from studio.ui.train_plots import reward_frame
 from studio.ui.data_prepare import library_choices, mix_text
 
-BASICS = ["model.path", "data.path", "method.method", "train.epochs", "train.learning_rate",
+BASICS = ["model.path", "data.path", "method.stage", "method.method", "train.epochs", "train.learning_rate",
           "train.batch_size"]
 GROUPS = {
     "ui.train.group.method": ["method.lora_r", "method.lora_alpha", "method.lora_dropout",
-                              "method.lora_target", "method.quant_bits", "method.freeze_layers"],
+                              "method.lora_target", "method.quant_bits", "method.freeze_layers",
+                              "method.num_virtual_tokens", "method.dpo_beta"],
     "ui.train.group.data": ["data.mix", "data.format", "data.val_size", "data.test_size", "data.max_samples",
                             "data.system_prompt"],
     "ui.train.group.training": ["train.max_steps", "train.max_length", "train.grad_accum",
                                 "train.lr_scheduler", "train.warmup", "train.weight_decay",
-                                "train.max_grad_norm", "train.loss_on", "train.seed"],
-    "ui.train.group.logging": ["train.eval_every", "train.log_every", "train.save_every", "name"],
+                                "train.max_grad_norm", "train.loss_on", "train.neftune_alpha", "train.packing",
+                                "train.seed"],
+    "ui.train.group.logging": ["train.eval_every", "train.early_stopping_patience",
+                               "train.early_stopping_threshold", "train.log_every", "train.save_every",
+                               "train.save_total_limit", "name"],
     "ui.train.group.precision": ["train.precision", "train.gradient_checkpointing",
                                  "model.trust_remote_code"],
 }
@@ -203,11 +209,14 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
                 stop = texts.add(gr.Button, value="ui.train.stop", variant="stop", elem_id="stop-btn",
                                  interactive=False, scale=1)
             status = gr.HTML(render_status(None), elem_id="train-status")
+            diagnostics = gr.HTML("", elem_id="train-diagnostics")
             loss_plot = gr.LinePlot(EMPTY_LOSS, x="step", y="value", color="series", title="Loss",
                                     y_title="loss", height=260, elem_id="loss-plot",
                                     color_map={"train loss": "#2563eb", "eval loss": "#f97316"})
             lr_plot = gr.LinePlot(EMPTY_LR, x="step", y="learning_rate", title="Learning rate",
                                   height=200, elem_id="lr-plot")
+            reward_plot = gr.LinePlot(None, x="step", y="value", color="series", title="Rewards",
+                                      height=240, elem_id="reward-plot", visible=False)
             texts.register(loss_plot, title="ui.train.loss_title")
             texts.register(lr_plot, title="ui.train.lr_title")
             result = gr.Markdown("", elem_id="train-result")
@@ -237,9 +246,10 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
             run = ctx.store.latest()
         shown = gr.skip() if note else None  # a notice on screen is not replaced by a run card
         if run is None:
-            return [gr.skip()] * 10 if not force else [
+            return [gr.skip()] * 12 if not force else [
                 "", 0, [], shown or render_status(None, lang=lang_code), EMPTY_LOSS, EMPTY_LR, "",
-                gr.update(visible=False), gr.update(interactive=True), gr.update(interactive=False)]
+                gr.update(visible=False), gr.update(interactive=True), gr.update(interactive=False),
+                "", gr.update(value=None, visible=False)]
         if run.id != rid:
             off, evs, force = 0, [], True
         new, off = run.read_metrics_from(off)
@@ -249,14 +259,20 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
             progress["message"] = run.message(lang_code)
         evs = evs + new
         loss_df, lr_df = frames(evs) if (new or force) else (gr.skip(), gr.skip())
+        rewards = gr.skip()
+        if new or force:
+            reward_df = reward_frame(evs)
+            rewards = gr.update(value=reward_df, visible=reward_df is not None)
         done = progress["state"] in ("completed", "stopped")
         return [run.id, off, evs, shown or render_status(progress, lang=lang_code), loss_df, lr_df,
                 result_text(progress, lang_code), gr.update(visible=done),
                 gr.update(interactive=not working),
-                gr.update(interactive=working and progress["state"] != "stopping")]
+                gr.update(interactive=working and progress["state"] != "stopping"),
+                render_diagnostics(run, lang_code), rewards]
 
     poll_inputs = [run_id, offset, events, notice, lang]
-    poll_outputs = [run_id, offset, events, status, loss_plot, lr_plot, result, next_steps, start, stop]
+    poll_outputs = [run_id, offset, events, status, loss_plot, lr_plot, result, next_steps, start, stop,
+                    diagnostics, reward_plot]
 
     def on_start(lang_code, *values):
         try:
@@ -269,11 +285,12 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
             opened = [gr.update(open=True) if set(keys) & set(problems) else gr.skip()
                       for keys in GROUPS.values()]
             return ([gr.skip()] * 3 + [render_notice(note, lang_code)] + [gr.skip()] * 4
-                    + [gr.update(interactive=True), gr.skip(), note]
+                    + [gr.update(interactive=True)] + [gr.skip()] * 3 + [note]
                     + field_updates(lang_code, problems) + opened)
         progress = run.progress()
         return ([run.id, 0, [], render_status(progress, lang=lang_code), EMPTY_LOSS, EMPTY_LR, "",
-                 gr.update(visible=False), gr.update(interactive=False), gr.update(interactive=True), None]
+                 gr.update(visible=False), gr.update(interactive=False), gr.update(interactive=True), "",
+                 gr.update(value=None, visible=False), None]
                 + field_updates(lang_code, {}) + [gr.skip()] * len(box_list))
 
     def on_stop(rid, off, evs, note, lang_code):

@@ -32,6 +32,9 @@ def test_evaluate_from_the_end_of_run_button(server, page):
                            arg=run_id, timeout=15000)
     page.click("#eval-settings .label-wrap")
     page.fill("#eval-max-rows input", "16")  # at most 16 examples: quick
+    # leave the field, as a person would, so Gradio has taken the number before Start reads it
+    page.press("#eval-max-rows input", "Tab")
+    page.wait_for_function("() => document.querySelector('#eval-max-rows input').value === '16'", timeout=15000)
     page.click("#eval-start")
     page.wait_for_function("() => /Evaluating|Waiting|Done/.test(document.querySelector('#eval-status').innerText)",
                            timeout=30000)
