@@ -69,7 +69,7 @@ def studio_backend(steps: int, home: Path) -> float:
         time.sleep(1.0)
     status = run.status()
     assert status["state"] == "completed", status
-    tokens = [e["tokens"] for e in run.read_metrics() if e["loss"] is not None][-1]
+    tokens = [e["tokens"] for e in run.read_metrics() if e.get("loss") is not None][-1]
     return tokens / (status["training_ended_at"] - status["training_started_at"])
 
 

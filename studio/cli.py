@@ -4,6 +4,7 @@
     studio --host 0.0.0.0 --port 8080 --auth me:secret --model-dir ~/models
     studio ui --host 127.0.0.1 --port 7860
     studio train recipes/demo.yaml epochs=2 learning_rate=1e-4
+    studio train --resume RUN_ID [max_steps=200]   # go on from the last complete checkpoint
     studio runs [--json]
 
 Every command takes `--home DIR` (or `$STUDIO_HOME`). User errors — bad flags included — print
@@ -74,6 +75,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_home(train)
     train.add_argument("items", nargs="*", metavar="RECIPE.yaml | key=value", help=t("cli.help_train_items"))
     train.add_argument("--json", action="store_true", help=t("cli.help_train_json"))
+    train.add_argument("--resume", metavar="RUN_ID", default=None, help=t("resume.help_resume"))
+    train.add_argument("--estimate", action="store_true", help=t("estimate.cli_help"))
 
     runs = sub.add_parser("runs", help=t("cli.help_runs"))
     _add_home(runs)
@@ -85,7 +88,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 # Commands of the other tabs live beside their backends, each module with
 # `add_commands(sub, add_home)` (argparse sub-parsers) and `COMMANDS = {name: fn(args, home) -> int}`.
-COMMAND_MODULES = ("studio.cli_data", "studio.cli_eval", "studio.cli_chat")
+COMMAND_MODULES = ("studio.cli_data", "studio.cli_eval", "studio.cli_chat", "studio.cli_sweep")
 
 
 def _command_modules():
@@ -120,6 +123,10 @@ def cmd_ui(args, home) -> int:
 
 
 def _format_event(event: dict, total: int | None) -> str:
+    if event.get("diagnostic"):  # a live diagnosis (studio.diagnostics): the sentence and the fix
+        from studio.i18n import render
+
+        return "! " + " ".join(p for p in (render(event.get("message")), render(event.get("fix"))) if p)
     step = f"step {event['step']}" + (f"/{total}" if total else "")
     parts = [step, f"epoch {event['epoch']:.2f}" if event.get("epoch") is not None else ""]
     for key in ("loss", "eval_loss"):
@@ -154,26 +161,48 @@ def cmd_train(args, home) -> int:
     from studio.jobs import SIGTERM_RECEIVED, JobManager, stop_jobs_on_sigterm
     from studio.runs import RunStore
 
-    cfg = from_command_line(args.items)
+    if getattr(args, "estimate", False):  # parameters, memory, steps, rough time; no training
+        from studio.estimate import estimate
+
+        print(estimate(from_command_line(args.items))["summary"].render())
+        return 0
     jobs = JobManager(RunStore(home))
+    run = _resume(args, jobs) if args.resume else None
+    cfg = None if run else from_command_line(args.items)
     previous = stop_jobs_on_sigterm(interrupt_main=False)  # `docker stop` / PID 1: stop, save, end 'stopped', exit
     try:
-        return _train_and_report(args, home, jobs, cfg)
+        return _train_and_report(args, home, jobs, cfg, run)
     finally:
         if previous is not None and not SIGTERM_RECEIVED.is_set():
             signal.signal(signal.SIGTERM, previous)
 
 
-def _train_and_report(args, home, jobs, cfg) -> int:
+def _resume(args, jobs):
+    """`studio train --resume RUN_ID [key=value …]`: print the plan, start it; the run or UserError."""
+    from studio.resume import plan_lines
+
+    try:
+        run = jobs.store.get(args.resume)
+    except KeyError:
+        raise UserError("resume.unknown_run", run=args.resume) from None
+    plan = jobs.resume(run, args.items)
+    for line in plan_lines(plan):
+        print(line.render(), flush=True)
+    return run
+
+
+def _train_and_report(args, home, jobs, cfg, run=None) -> int:
     from studio.i18n import Msg, render, t
     from studio.runs import FINAL_STATES
 
-    run = jobs.start(cfg)
+    resumed = run is not None
+    run = run or jobs.start(cfg)
     summary = (jobs.data_report or {}).get("summary")
     if summary is not None and not args.json:
         print(render(summary), flush=True)
     print(t("train.cli_run", run=run.id, folder=str(run.path)), flush=True)
-    offset, phase = 0, None
+    # A resumed run prints only its new events (the kept ones were printed by the first run).
+    offset, phase = (run.metrics_path.stat().st_size if resumed and run.metrics_path.exists() else 0), None
     try:
         while True:
             alive = jobs.busy()

@@ -332,6 +332,26 @@ def validate(cfg: StudioConfig) -> dict[str, Msg]:
     if not cfg.data.path.strip():
         problems["data.path"] = Msg("config.choose_data")
     problems.update(_library_problems(cfg))
+    problems.update(_control_problems(cfg))
+    if cfg.method.method == "prefix" and cfg.train.gradient_checkpointing == "on":
+        # prefix tuning's virtual tokens are a key/value cache that checkpointed layers drop
+        problems["train.gradient_checkpointing"] = Msg("peftm.prefix_no_checkpointing")
+    return problems
+
+
+def _control_problems(cfg: StudioConfig) -> dict[str, Msg]:
+    """Training controls that need something else: early stopping needs validation rows (a
+    library dataset or mix brings its own split), NEFTune and packing are SFT-only."""
+    from studio.paths import is_library_ref
+
+    problems = {}
+    own_split = is_library_ref(cfg.data.path) or cfg.data.mix.strip()
+    if cfg.train.early_stopping_patience > 0 and cfg.data.val_size <= 0 and not own_split:
+        problems["train.early_stopping_patience"] = Msg("resume.early_stopping_needs_val")
+    if cfg.method.stage != "sft":
+        for key in ("train.neftune_alpha", "train.packing"):
+            if get_value(cfg, key):
+                problems[key] = Msg("resume.sft_only", label=field_label(key))
     return problems
 
 

@@ -132,6 +132,12 @@ def token_lengths(records: list[dict], tokenizer, batch: int = 512) -> list[int]
             eos = tokenizer.eos_token or ""
             texts = [r["text"] if r["text"].endswith(eos) else r["text"] + eos for r in part]
             ids = tokenizer(text=texts)["input_ids"]
+        elif "rejected" in part[0]:  # a preference record (DPO): its longer answer counts
+            chosen = tokenizer.apply_chat_template([r["prompt"] + r["chosen"] for r in part], tokenize=True,
+                                                   return_dict=True)["input_ids"]
+            rejected = tokenizer.apply_chat_template([r["prompt"] + r["rejected"] for r in part], tokenize=True,
+                                                     return_dict=True)["input_ids"]
+            ids = [a if len(a) >= len(b) else b for a, b in zip(chosen, rejected)]
         else:
             conversations = [r["prompt"] + r["completion"] for r in part]
             ids = tokenizer.apply_chat_template(conversations, tokenize=True, return_dict=True)["input_ids"]
@@ -150,7 +156,12 @@ def trainable_records(cfg, tokenizer=None, home=None) -> tuple[list[dict], dict]
         return splits["train"], report
     rows = load_rows(cfg.data.path, cfg.data.max_samples)
     fmt = detect_format(rows) if cfg.data.format == "auto" else cfg.data.format
-    records = to_sft_records(rows, fmt, cfg.data.system_prompt)
+    if cfg.method.stage == "dpo":  # DPO trains on preference records (prompt, chosen, rejected)
+        if fmt != "preference":
+            raise UserError("dpo.needs_preference", key="data.path", name=_display_name(cfg.data.path), format=fmt)
+        records = [strip_meta(r) for r in to_records(rows, fmt, cfg.data.system_prompt, kind="dpo")]
+    else:
+        records = to_sft_records(rows, fmt, cfg.data.system_prompt)
     max_length = cfg.train.max_length
     tokenizer = tokenizer or _tokenizer_for(cfg)
     with _tokenizer_lock:
@@ -280,11 +291,14 @@ def library_splits(cfg, tokenizer=None, home=None) -> tuple[dict[str, list[dict]
     for ref, share in entries:
         try:
             meta = library.get(ref)
-            splits = {s: [trainer_record(r) for r in library.records(ref, s, verify=True)] for s in SPLITS}
+            as_record = strip_meta if cfg.method.stage == "dpo" else trainer_record  # DPO keeps both answers
+            splits = {s: [as_record(r) for r in library.records(ref, s, verify=True)] for s in SPLITS}
         except UserError as exc:
             raise UserError(exc.msg, key=key) from None
         if not splits["train"]:
             raise UserError("library.no_train_rows", key=key, ref=ref)
+        if cfg.method.stage == "dpo" and "rejected" not in splits["train"][0]:
+            raise UserError("dpo.needs_preference", key=key, name=ref, format=meta.get("format") or "?")
         kind = "text" if "text" in splits["train"][0] else "chat"
         kinds.add(kind)
         for split in ("train", "val"):
@@ -407,13 +421,13 @@ def _fingerprint(cfg) -> tuple:
                 return ("missing", object())
             stamps.append((ref, share, meta.stat().st_mtime_ns))
         return (tuple(stamps), str(library.root), cfg.data.max_samples, cfg.train.seed, cfg.train.batch_size,
-                resolve_model_path(cfg.model.path), cfg.model.trust_remote_code, cfg.train.max_length)
+                resolve_model_path(cfg.model.path), cfg.model.trust_remote_code, cfg.train.max_length, cfg.method.stage)
     path = Path(resolve_data_path(cfg.data.path))
     stat = path.stat() if path.is_file() else None
     file_id = (str(path), stat.st_size, stat.st_mtime_ns) if stat else (cfg.data.path,)
     return (file_id, cfg.data.format, cfg.data.max_samples, cfg.data.system_prompt, cfg.data.val_size,
             cfg.data.test_size, resolve_model_path(cfg.model.path), cfg.model.trust_remote_code,
-            cfg.train.max_length)
+            cfg.train.max_length, cfg.method.stage)
 
 
 def check_training_data(cfg, tokenizer=None) -> dict:

@@ -47,8 +47,9 @@ def explain(exc: BaseException) -> Msg:
     lowered = text.lower()
     if isinstance(exc, OSError) and exc.errno == errno.ENOSPC or "no space left" in lowered:
         return Msg("error.disk_full")
-    if isinstance(exc, MemoryError) or "out of memory" in lowered:
-        return Msg("error.out_of_memory")
+    if isinstance(exc, MemoryError) or type(exc).__name__ == "OutOfMemoryError" or "out of memory" in lowered \
+            or "can't allocate memory" in lowered:  # CUDA, torch's CPU allocator, Python
+        return Msg("diag.out_of_memory_failure")
     if "trust_remote_code" in lowered:
         return Msg("error.remote_code")
     if "divisible by block_n" in lowered:

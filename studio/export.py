@@ -61,6 +61,21 @@ def is_adapter(folder: Path) -> bool:
     return (Path(folder) / "adapter_config.json").is_file()
 
 
+# PEFT types that add virtual tokens (prefix/prompt tuning): they cannot be merged into weights.
+PROMPT_LEARNING_KINDS = ("PREFIX_TUNING", "PROMPT_TUNING", "P_TUNING", "MULTITASK_PROMPT_TUNING")
+
+
+def adapter_kind(folder: Path) -> str:
+    """The adapter's PEFT type from adapter_config.json ("LORA", "IA3", "PREFIX_TUNING", …)."""
+    import json
+
+    try:
+        config = json.loads((Path(folder) / "adapter_config.json").read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return ""
+    return str(config.get("peft_type", "") if isinstance(config, dict) else "").upper()
+
+
 def _fresh_target(out_dir: str | Path) -> Path:
     out = Path(out_dir).expanduser().resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
@@ -84,19 +99,30 @@ def _tmp_beside(out: Path) -> Path:
 
 def merge_and_save(source: Run | str | Path, out_dir: str | Path, shard_size: str | int = "2GB",
                    base: str | None = None) -> Path:
-    """Merge a LoRA adapter into its base and save the result (safetensors in shards of at most
-    `shard_size`, the tokenizer beside it) to `out_dir`; a full fine-tune is re-saved the same way.
-    Saved in the base's own precision (bf16/fp16 bases stay so)."""
+    """Merge a LoRA (or IA3) adapter into its base and save the result (safetensors in shards of at
+    most `shard_size`, the tokenizer beside it) to `out_dir`; a full fine-tune is re-saved the same
+    way. Saved in the base's own precision (bf16/fp16 bases stay so). Prefix/prompt-tuning adapters
+    have nothing to merge: UserError (export the adapter alone)."""
     import torch
 
     from studio.arena import AdapterPool
-    from studio.infer import load_base_model
+    from studio.infer import load_base_model, require_safetensors
     from studio.security import parse_size
 
     shard_bytes = parse_size(shard_size)
     folder, recorded = output_of(source)
     out = _fresh_target(out_dir)
-    if is_adapter(folder):
+    kind = adapter_kind(folder) if is_adapter(folder) else ""
+    if kind in PROMPT_LEARNING_KINDS:  # virtual tokens, not weight changes: nothing to merge
+        raise UserError("peftm.cannot_merge", path=str(folder), kind=kind)
+    if kind not in ("", "LORA"):  # IA3: PEFT merges it, but the LoRA-only pool cannot hold it
+        from peft import PeftModel
+
+        model, tokenizer = load_base_model(base or recorded)
+        config_dtype = model.config.to_dict().get("dtype")
+        require_safetensors(folder, "adapter")
+        model = PeftModel.from_pretrained(model, str(folder), use_safetensors=True).merge_and_unload()
+    elif is_adapter(folder):
         pool = AdapterPool(base or recorded)  # checks the adapter fits this base, safetensors only
         pool.add(folder)
         model, tokenizer = pool.peft.merge_and_unload(), pool.tokenizer
@@ -118,12 +144,14 @@ def merge_and_save(source: Run | str | Path, out_dir: str | Path, shard_size: st
 
 def save_adapter(source: Run | str | Path, out_dir: str | Path) -> Path:
     """Copy the adapter's own files (config, safetensors weights, tokenizer) to `out_dir`."""
-    from studio.arena import check_adapter_folder
+    from studio.infer import require_safetensors
 
     folder, _ = output_of(source)
     if not is_adapter(folder):
         raise UserError("export.no_adapter", path=str(folder))
-    check_adapter_folder(folder)
+    require_safetensors(folder, "adapter")  # any PEFT type (LoRA, IA3, prefix, prompt): safetensors only
+    if not (folder / "adapter_model.safetensors").is_file():
+        raise UserError("arena.no_weights", key="adapter.path", path=str(folder))
     out = _fresh_target(out_dir)
     tmp = _tmp_beside(out)
     try:

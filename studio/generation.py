@@ -200,6 +200,7 @@ def reference_loss(model, tokenizer, prompts: list[list[dict]], answers: list[st
             labels[r, start:len(full)] = torch.tensor(full[start:])
         dev = model.device
         logits = model(input_ids=ids.to(dev), attention_mask=mask.to(dev)).logits.float()
+        logits = logits[:, -ids.shape[1]:]  # prompt tuning puts its virtual tokens' logits first
         shift_logits, shift_labels = logits[:, :-1], labels[:, 1:].to(dev)
         nll = torch.nn.functional.cross_entropy(shift_logits.reshape(-1, shift_logits.shape[-1]),
                                                 shift_labels.reshape(-1), ignore_index=-100, reduction="sum")

@@ -5,6 +5,8 @@
                                    # create the run folder, train in a background thread
     jobs.data_report               # what the data check found (its "summary" is a Msg to show)
     run = jobs.submit(run, work)   # any other kind of work on an existing run folder
+    plan = jobs.resume(run, ["max_steps=200"])   # a crashed/stopped/failed run from its last
+                                   # complete checkpoint, same folder (studio.resume)
     jobs.active_run()              # the Run being worked on, or None
     jobs.stop()                    # ask the work to stop after its current step; it saves
     jobs.wait()                    # block until the thread ends (CLI, tests)
@@ -37,6 +39,7 @@ import warnings
 import weakref
 
 from studio.config import StudioConfig, validate
+from studio.diagnostics import record_failure
 from studio.errors import UserError, UserErrors, explain
 from studio.i18n import Msg, t
 from studio.models import check_model
@@ -49,11 +52,11 @@ _warm_up: threading.Thread | None = None
 _managers: "weakref.WeakSet[JobManager]" = weakref.WeakSet()
 
 
-def run_training(run: Run, stop_event: threading.Event) -> dict:
+def run_training(run: Run, stop_event: threading.Event, resume_from: str | None = None) -> dict:
     # Imported here: transformers/TRL/PEFT take seconds to import, and the UI must start fast.
     from studio.train import run_training as train
 
-    return train(run, stop_event)
+    return train(run, stop_event, resume_from=resume_from)
 
 
 def warm_up() -> None:
@@ -128,6 +131,7 @@ def run_job(run: Run, work, stop_event: threading.Event) -> dict:
         except BaseException as exc:  # the run must end in a final state whatever happened
             run.log(traceback.format_exc())
             failure = explain(exc)
+            record_failure(run, exc)  # frees memory; out of memory also becomes a diagnostic event
     message = outcome.pop("message", None)
     state = "failed" if failure else "stopped" if stop_event.is_set() else "completed"
     message = failure or message or FINAL_MESSAGES[state]
@@ -198,6 +202,19 @@ class JobManager:
             if summary is not None:
                 run.log(str(summary))
             return self._launch(run, run_training)
+
+    def resume(self, run: Run, overrides=()) -> dict:
+        """Resume a crashed, stopped or failed run from its last complete checkpoint, in the same
+        folder (studio.resume). Refusals raise UserError and change nothing. Returns the plan."""
+        import functools
+
+        from studio.resume import prepare_resume
+
+        with self._lock:
+            self._refuse_if_busy()
+            plan = prepare_resume(run, overrides)
+            self._launch(run, functools.partial(run_training, resume_from=plan["checkpoint"]))
+            return plan
 
     def submit(self, run: Run, work) -> Run:
         """Run `work(run, stop_event)` on an existing run folder in the background."""

@@ -183,7 +183,10 @@ def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapabil
             reason = Msg("models.plan_cpu_bf16_emulated", cpu=cpu)
         else:
             reason = Msg("models.plan_chosen", precision=precision)
-    checkpointing = {"on": True, "off": False}.get(train.gradient_checkpointing, device.cuda)
+    # Prefix tuning feeds its virtual tokens as a key/value cache, which checkpointed layers drop
+    # (a shape error at the first step): auto leaves it off there; "on" is refused by validate().
+    checkpointing = {"on": True, "off": False}.get(train.gradient_checkpointing,
+                                                  device.cuda and method != "prefix")
     return {"device": "cuda" if device.cuda else "cpu", "precision": precision,
             "bf16": precision == "bf16", "fp16": precision == "fp16",
             "gradient_checkpointing": checkpointing, "reason": reason}
@@ -280,12 +283,45 @@ def freeze_all_but_last_layers(model, n: int) -> int:
     return trainable
 
 
-def peft_config_for(method: MethodSection):
-    if method.method not in ("lora", "qlora"):
-        return None
-    from peft import LoraConfig
+# Feed-forward output layers of common architectures (Llama/Mistral/Qwen, OPT/Phi, BLOOM, Mixtral
+# experts). IA3 scales their *input* rather than their output, as the IA3 paper does.
+IA3_FEEDFORWARD = ("down_proj", "fc2", "dense_4h_to_h", "w2")
+PROMPT_LEARNING = ("prefix", "prompt")  # methods that add virtual tokens instead of changing layers
 
-    target = method.lora_target.strip()
-    targets = target if target == "all-linear" else [t.strip() for t in target.split(",") if t.strip()]
-    return LoraConfig(r=method.lora_r, lora_alpha=method.lora_alpha, lora_dropout=method.lora_dropout,
-                      target_modules=targets, task_type="CAUSAL_LM")
+
+def lora_targets(target: str):
+    """'all-linear' stays a string (PEFT's shorthand); 'q_proj, v_proj' becomes a list."""
+    target = target.strip()
+    return target if target == "all-linear" else [t.strip() for t in target.split(",") if t.strip()]
+
+
+def peft_config_for(method: MethodSection):
+    """The PEFT config of an adapter method (None for full / freeze). lora/qlora/dora/rslora are
+    LoRA variants (DoRA: magnitude-direction split; rsLoRA: alpha/sqrt(r) scaling); ia3 learns
+    scaling vectors on `lora_target`; prefix/prompt learn `num_virtual_tokens` virtual tokens."""
+    name = method.method
+    if name in ("lora", "qlora", "dora", "rslora"):
+        from peft import LoraConfig
+
+        return LoraConfig(r=method.lora_r, lora_alpha=method.lora_alpha, lora_dropout=method.lora_dropout,
+                          target_modules=lora_targets(method.lora_target), task_type="CAUSAL_LM",
+                          use_dora=name == "dora", use_rslora=name == "rslora")
+    if name == "ia3":
+        from peft import IA3Config
+
+        targets = lora_targets(method.lora_target)
+        if isinstance(targets, str):  # all-linear: feed-forward layers are found by name (a regex)
+            feedforward = r".*\.(" + "|".join(IA3_FEEDFORWARD) + r")$"
+        else:
+            feedforward = [t for t in targets if t.rsplit(".", 1)[-1] in IA3_FEEDFORWARD]
+        return IA3Config(target_modules=targets, feedforward_modules=feedforward, task_type="CAUSAL_LM")
+    if name == "prefix":
+        from peft import PrefixTuningConfig
+
+        return PrefixTuningConfig(num_virtual_tokens=method.num_virtual_tokens, task_type="CAUSAL_LM")
+    if name == "prompt":
+        from peft import PromptTuningConfig, PromptTuningInit
+
+        return PromptTuningConfig(num_virtual_tokens=method.num_virtual_tokens, task_type="CAUSAL_LM",
+                                  prompt_tuning_init=PromptTuningInit.RANDOM)
+    return None

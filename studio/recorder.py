@@ -17,6 +17,7 @@ import time
 
 from transformers import TrainerCallback
 
+from studio.diagnostics import watcher_for
 from studio.i18n import Msg
 from studio.runs import Run
 
@@ -56,6 +57,7 @@ class RunRecorder(TrainerCallback):
         self._evals = 0
         self.last_loss: float | None = None
         self.last_eval_loss: float | None = None
+        self.watcher = None  # studio.diagnostics.Watcher, built at train begin
 
     def on_train_begin(self, args, state, control, **kwargs):
         now = time.time()
@@ -63,6 +65,7 @@ class RunRecorder(TrainerCallback):
         self.run.update_status(phase="training", message=Msg("train.training"),
                                training_started_at=now, total_steps=state.max_steps, step=0,
                                evals_total=int(evals), evals_done=0, eval_seconds=0.0)
+        self.watcher = watcher_for(self.run, args, state, kwargs.get("model"))
 
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_started = time.perf_counter()
@@ -116,6 +119,8 @@ class RunRecorder(TrainerCallback):
         }
         event.update({name: _number(logs[key]) for key, name in EXTRA_METRICS.items() if key in logs})
         self.run.append_metric(event)
+        if self.watcher is not None:  # live diagnostics: rules on the series, events in the run folder
+            self.watcher.feed(event)
         if event["loss"] is not None:
             self.last_loss = event["loss"]
         if event["eval_loss"] is not None:

@@ -160,6 +160,17 @@ class Run:
                 changes = {k: v for k, v in changes.items() if k not in ("state", "message")}  # final is final
             return self._write_status(status, changes)
 
+    def reopen(self, drop: tuple = (), **changes) -> dict:
+        """Put a finished run back into an active state on purpose (a resume): `update_status`
+        keeps final states final so that a late write cannot revive a run; this does not.
+        `drop` names status keys of the ended run that no longer hold."""
+        with _status_lock:
+            status = self.status()
+            for key in drop:
+                status.pop(key, None)
+                status.pop(f"{key}_msg", None)
+            return self._write_status(status, changes)
+
     def _write_status(self, status: dict, changes: dict) -> dict:
         for key, value in changes.items():
             if isinstance(value, Msg):

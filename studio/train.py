@@ -1,6 +1,7 @@
 """Training: the work function that runs an SFT job into a run folder.
 
     run_training(run, stop_event)    # a job manager work function (studio.jobs): reads run.config()
+    run_training(run, stop_event, resume_from=checkpoint)   # go on from a checkpoint (studio.resume)
     trainer, recorder = build_trainer(cfg, run, stop_event)   # the TRL trainer, ready to train
 
 It loads the base model (quantized / frozen / LoRA as the method says), turns the dataset into
@@ -33,7 +34,7 @@ import threading
 import time
 from pathlib import Path
 
-from transformers import PrinterCallback
+from transformers import PrinterCallback, TrainerCallback
 
 from studio.config import StudioConfig, is_adapter_method
 from studio.data import report_messages, training_splits, write_jsonl, write_manifest
@@ -75,7 +76,19 @@ def training_arguments(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_
     """The TrainingArguments every trainer here shares (SFTConfig and DPOConfig take them all)."""
     t = cfg.train
     total = _total_steps(n_train, cfg)
+    eval_steps = eval_interval(cfg, total, n_eval)
+    early = t.early_stopping_patience > 0
+    if early and not n_eval:  # validate() refuses this up front; a split that came out empty lands here
+        raise UserError("resume.early_stopping_needs_val", key="train.early_stopping_patience")
+    # Checkpoints: every `save_every` steps, or by default ("auto", 0) at every evaluation
+    # (about EVALS_PER_RUN a run, or as often on runs without validation data), so a crash or a
+    # stop loses little and `studio train --resume` has somewhere to continue from; disk use
+    # stays bounded by save_total_limit. Early stopping needs a checkpoint at every evaluation
+    # (transformers: save steps a multiple of eval steps), so it saves exactly then.
+    save_steps = eval_steps if early or not t.save_every else t.save_every
+    best = dict(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False) if early else {}
     return dict(
+        **best,
         output_dir=str(run.path / "checkpoints"),
         num_train_epochs=t.epochs,
         max_steps=t.max_steps or -1,
@@ -90,9 +103,9 @@ def training_arguments(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_
         logging_steps=t.log_every,
         logging_nan_inf_filter=False,  # NaN/inf must reach metrics.jsonl and stop the run
         eval_strategy="steps" if n_eval else "no",
-        eval_steps=eval_interval(cfg, total, n_eval),
-        save_strategy="steps" if t.save_every else "no",
-        save_steps=t.save_every or 500,
+        eval_steps=eval_steps,
+        save_strategy="steps",
+        save_steps=save_steps,
         save_total_limit=t.save_total_limit,
         bf16=plan["bf16"],
         fp16=plan["fp16"],
@@ -110,13 +123,49 @@ def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_ev
     from trl import SFTConfig
 
     t = cfg.train
+    # Packing concatenates short examples into rows of max_length ("bfd": no example is split
+    # across rows); TRL then trains padding-free, the model's attention keeping examples apart by
+    # their position ids, and the loss mask of completion-only loss travels with each example.
     return SFTConfig(**training_arguments(cfg, run, plan, n_train, n_eval),
-                     max_length=t.max_length, completion_only_loss=t.loss_on == "answer")
+                     max_length=t.max_length, completion_only_loss=t.loss_on == "answer",
+                     neftune_noise_alpha=t.neftune_alpha or None, packing=t.packing)
 
 
 def trainer_callbacks(cfg: StudioConfig, recorder: RunRecorder) -> list:
-    """The callbacks of every trainer: the run recorder first."""
-    return [recorder]
+    """The callbacks of every trainer: the run recorder first, then early stopping when it is on."""
+    callbacks = [recorder, SaveOnStop(recorder.stop_event)]
+    if cfg.train.early_stopping_patience > 0:
+        from transformers import EarlyStoppingCallback
+
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience,
+                                               early_stopping_threshold=cfg.train.early_stopping_threshold))
+    return callbacks
+
+
+class SaveOnStop(TrainerCallback):
+    """A run the user stops saves a checkpoint at that step, so Resume goes on from exactly there."""
+
+    def __init__(self, stop_event: threading.Event):
+        self.stop_event = stop_event
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if self.stop_event.is_set():
+            control.should_save = True
+
+
+def stopped_early(trainer, output: str = "") -> Msg | None:
+    """The sentence for a run that early stopping ended (step, best eval loss), else None."""
+    from transformers import EarlyStoppingCallback
+
+    state = trainer.state
+    for callback in trainer.callback_handler.callbacks:
+        if (isinstance(callback, EarlyStoppingCallback)
+                and callback.early_stopping_patience_counter >= callback.early_stopping_patience
+                and state.best_metric is not None):
+            best = Path(state.best_model_checkpoint or "").name or "-"
+            return Msg("resume.early_stopped", step=state.global_step, best=f"{state.best_metric:.4f}",
+                       checkpoint=best, output=output)
+    return None
 
 
 def prepare_data(cfg: StudioConfig, run: Run, tokenizer=None) -> tuple[list, list]:
@@ -194,9 +243,11 @@ def build_sft_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, 
     return trainer, recorder
 
 
-def run_training(run: Run, stop_event: threading.Event) -> dict:
+def run_training(run: Run, stop_event: threading.Event, resume_from: str | None = None) -> dict:
     """The training work function: train run.config(), save the result, return what happened.
 
+    `resume_from` is a complete checkpoint folder of this run (studio.resume): training goes on
+    from its step, with its weights, optimizer, scheduler and data position.
     Raises on faults; the job manager (studio.jobs.run_job) turns that into a failed run."""
     import datasets
     import transformers
@@ -211,7 +262,14 @@ def run_training(run: Run, stop_event: threading.Event) -> dict:
     trainer, recorder = build_trainer(cfg, run, stop_event, plan)
     if stop_event.is_set():
         return {"message": Msg("train.stopped_before")}
-    trainer.train()
+    if resume_from:
+        run.log(f"resumed from {Path(resume_from).name}")
+        # TRL counts trained tokens from 0 in each process: go on from the count the kept metrics
+        # end with, so `tokens` keeps rising and tokens/s is not measured against the old total.
+        kept = [e.get("tokens") for e in run.read_metrics() if isinstance(e.get("tokens"), int)]
+        if kept and hasattr(trainer, "_total_train_tokens"):
+            trainer._total_train_tokens = recorder._last_tokens = kept[-1]
+    trainer.train(resume_from_checkpoint=resume_from or None)
     run.update_status(phase="saving", message=Msg("train.saving"), training_ended_at=time.time())
     out_dir = run.path / ("adapter" if is_adapter_method(cfg.method.method) else "model")
     trainer.save_model(str(out_dir))
@@ -222,7 +280,10 @@ def run_training(run: Run, stop_event: threading.Event) -> dict:
                "failure": recorder.failure}
     if recorder.failure is None:
         done = "train.stopped_after" if stop_event.is_set() else "train.finished"
-        outcome.update(output=str(out_dir), message=Msg(done, steps=step, output=str(out_dir)))
+        early = None if stop_event.is_set() else stopped_early(trainer, str(out_dir))
+        outcome.update(output=str(out_dir), message=early or Msg(done, steps=step, output=str(out_dir)))
+        if early is not None:
+            run.log(str(early))
     return outcome
 
 

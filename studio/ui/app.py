@@ -115,6 +115,8 @@ def build_app(ws: Workspace) -> gr.Blocks:
         # What will happen to the preselected data is said before the user touches anything.
         fn, inputs, outputs = train["data_check"]
         demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        fn, inputs, outputs = train["estimate"]
+        demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         # The browser's remembered language is applied on load; a switch re-words every
         # registered component (and each tab redraws what its handlers wrote).
         demo.load(lambda code: code if code in LANGUAGES and code != DEFAULT else gr.skip(),

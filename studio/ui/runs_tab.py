@@ -2,6 +2,8 @@
 
 The table is drawn in the page's language (headers, states, each run's status message from
 status.json's code + parameters), so a run started in English reads in Chinese after a switch.
+Below it, Resume: click a row (or type a run id) and a crashed, stopped or failed run goes on from
+its last complete checkpoint (studio.resume); the plan or the refusal shows next to the button.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import time
 import gradio as gr
 import pandas as pd
 
+from studio.errors import explain
 from studio.evaluate import latest_summary
 from studio.i18n import Msg, t
 from studio.ui.texts import Texts
@@ -39,6 +42,38 @@ def runs_table(store, lang: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[t("ui.runs.col." + c, lang) for c in COLUMNS])
 
 
+def resume_run(ctx, rid: str, lang: str | None = None) -> str:
+    """Resume run `rid` through the job manager (one job at a time); the plan, or the refusal."""
+    from studio.resume import plan_lines
+
+    rid = (rid or "").strip()
+    if not rid:
+        return t("resume.choose_run", lang)
+    try:
+        run = ctx.store.get(rid)
+    except KeyError:
+        return t("resume.unknown_run", lang, run=rid)
+    try:
+        plan = ctx.jobs.resume(run)
+    except Exception as exc:  # a refusal, or anything unexpected, is one sentence by the button
+        return explain(exc).render(lang)
+    return "\n".join([m.render(lang) for m in plan_lines(plan)] + [t("resume.started", lang)])
+
+
+def resume_preview(ctx, rid: str, lang: str | None = None) -> str:
+    """What Resume would do for run `rid` (from which step, skipped checkpoints), or why it cannot;
+    shown when the row is picked, before anything starts."""
+    from studio.resume import plan_lines, resume_plan
+
+    try:
+        plan = resume_plan(ctx.store.get(rid))
+    except Exception as exc:  # an unknown id, or anything unexpected: one sentence
+        return explain(exc).render(lang)
+    if plan["refusals"]:
+        return plan["refusals"][0].render(lang)
+    return "\n".join([m.render(lang) for m in plan_lines(plan)] + [t("resume.press_button", lang)])
+
+
 def build(ctx, texts: Texts, lang):
     texts.add(gr.Markdown, value=Msg("ui.runs.intro", root=f"`{ctx.store.root}`"), elem_classes="tab-intro")
     # Widths leave room for the message (it wraps); short headers never break inside a word (CSS).
@@ -46,6 +81,24 @@ def build(ctx, texts: Texts, lang):
                          column_widths=["17%", "7%", "6%", "7%", "7%", "7%", "6%", "9%", "6%", "10%", "18%"])
     refresh = texts.add(gr.Button, value="ui.runs.refresh", size="sm")
     seen = gr.State(())
+    with gr.Row():
+        chosen = texts.add(gr.Textbox, label="resume.run_label", info="resume.run_info", max_lines=1,
+                           elem_id="resume-run", scale=2)
+        resume = texts.add(gr.Button, value="resume.button", elem_id="resume-button", scale=1)
+    # Text, not Markdown: the plan holds setting values and run ids, which are never rendered as HTML.
+    resume_note = gr.Textbox(show_label=False, interactive=False, lines=2, elem_id="resume-note")
+
+    def pick(code, evt: gr.SelectData):
+        row = evt.row_value or []
+        if not row:
+            return gr.skip(), gr.skip()
+        return str(row[0]), resume_preview(ctx, str(row[0]), code)
+
+    def on_resume(rid, code):
+        return resume_run(ctx, rid, code), runs_table(ctx.store, code)
+
+    table.select(pick, lang, [chosen, resume_note], api_visibility="private")
+    resume.click(on_resume, [chosen, lang], [resume_note, table], api_visibility="private")
 
     def poll(previous, code):
         """Redraw only when a run was added or changed state (a stat per run, no file reads)."""

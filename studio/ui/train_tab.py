@@ -23,6 +23,7 @@ from studio.i18n import Msg, render, t
 from studio.paths import DEMO_RECIPE
 from studio.ui.forms import build_fields, config_from_values, problems_of
 from studio.ui.texts import Texts, field_info
+from studio.ui import method_fields, sweep_panel, train_estimate
 from studio.ui.train_diagnostics import render_diagnostics
 from studio.ui.train_plots import reward_frame
 from studio.ui.data_prepare import library_choices, mix_text
@@ -195,6 +196,7 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
                 "data.path": {"choices": dataset_choices(ctx), "allow_custom_value": True},
             })
             data_check = gr.Markdown("", elem_id="data-check", elem_classes="field-note")
+            estimate_note = gr.Markdown("", elem_id="train-estimate", elem_classes="field-note")
             for title, keys in GROUPS.items():
                 with texts.add(gr.Accordion, label=title, open=False, elem_id="group-" + title.split(".")[-1]) as box:
                     if title == "ui.train.group.data":  # several library datasets, each with a share
@@ -219,11 +221,13 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
                                       height=240, elem_id="reward-plot", visible=False)
             texts.register(loss_plot, title="ui.train.loss_title")
             texts.register(lr_plot, title="ui.train.lr_title")
+            texts.register(reward_plot, title="dpo.plot_title")
             result = gr.Markdown("", elem_id="train-result")
             with gr.Row(visible=False) as next_steps:
                 to_eval = texts.add(gr.Button, value="evaluate.to_eval", size="sm", elem_id="to-eval")
                 to_chat = texts.add(gr.Button, value="ui.train.to_chat", size="sm", elem_id="to-chat")
                 to_compare = texts.add(gr.Button, value="chatui.to_compare", size="sm", elem_id="to-compare")
+            sweep_panel.build(ctx, texts, fields, lang)  # quick sweep; "Use the best" writes into `fields`
 
     run_id = gr.State("")
     offset = gr.State(0)
@@ -233,6 +237,8 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
     notice = gr.State(None)
     field_list = [fields[k] for k in KEYS]
     box_list = list(accordions.values())
+    # each method shows only its own settings
+    method_fields.wire(fields, accordions["ui.train.group.method"], cfg.method.method, cfg.method.stage)
 
     def field_updates(lang_code: str, problems: dict) -> list:
         return [gr.update(info=field_info(key, lang_code, problems),
@@ -250,7 +256,8 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
                 "", 0, [], shown or render_status(None, lang=lang_code), EMPTY_LOSS, EMPTY_LR, "",
                 gr.update(visible=False), gr.update(interactive=True), gr.update(interactive=False),
                 "", gr.update(value=None, visible=False)]
-        if run.id != rid:
+        # A resumed run's metrics.jsonl was cut back to its checkpoint (studio.resume): start over.
+        if run.id != rid or off > (run.metrics_path.stat().st_size if run.metrics_path.exists() else 0):
             off, evs, force = 0, [], True
         new, off = run.read_metrics_from(off)
         progress = run.progress()
@@ -261,7 +268,7 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
         loss_df, lr_df = frames(evs) if (new or force) else (gr.skip(), gr.skip())
         rewards = gr.skip()
         if new or force:
-            reward_df = reward_frame(evs)
+            reward_df = reward_frame(evs, lang_code)
             rewards = gr.update(value=reward_df, visible=reward_df is not None)
         done = progress["state"] in ("completed", "stopped")
         return [run.id, off, evs, shown or render_status(progress, lang=lang_code), loss_df, lr_df,
@@ -353,6 +360,8 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
           on_data_change, check_inputs, data_check, api_visibility="private", show_progress="hidden",
           trigger_mode="always_last")
 
+    estimate_hook = train_estimate.wire(ctx, initial_config, fields, lang, estimate_note)
+
     def on_language(rid, off, evs, note, lang_code):
         """Re-render what handlers wrote (card, result) in the new language; field labels and
         help (or the problem shown in their place) are the text registry's job."""
@@ -377,4 +386,4 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
             "notice": notice,
             "dataset_choices": lambda: dataset_choices(ctx),
             "load": (on_load, poll_inputs, poll_outputs + [fields["data.path"]]),
-            "data_check": (on_data_change, check_inputs, data_check)}
+            "data_check": (on_data_change, check_inputs, data_check), "estimate": estimate_hook}
