@@ -372,6 +372,15 @@ def _library_problems(cfg: StudioConfig) -> dict[str, Msg]:
     return problems
 
 
+def total_steps(n_train: int, cfg: StudioConfig) -> int:
+    """Optimizer steps of a run on n_train rows: max_steps wins, else epochs over the batches."""
+    t = cfg.train
+    if t.max_steps:
+        return t.max_steps
+    per_epoch = math.ceil(n_train / t.batch_size / t.grad_accum)
+    return max(1, math.ceil(per_epoch * t.epochs))
+
+
 def check(cfg: StudioConfig) -> StudioConfig:
     """Raise UserError with the first problem (for the CLI); return cfg when it is valid."""
     problems = validate(cfg)

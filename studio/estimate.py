@@ -14,10 +14,9 @@ The time is rough: tokens / a throughput per device kind, plus a per-step overhe
 
 from __future__ import annotations
 
-import math
 import threading
 
-from studio.config import StudioConfig
+from studio.config import StudioConfig, total_steps
 from studio.i18n import Msg
 from studio.paths import resolve_model_path
 
@@ -104,15 +103,6 @@ def _count(cfg: StudioConfig) -> dict:
             peft_model = get_peft_model(model, peft_config)
             trainable, total = peft_model.get_nb_trainable_parameters()
     return {"total": total, "trainable": trainable, "linear": linear, **facts}
-
-
-def total_steps(n_train: int, cfg: StudioConfig) -> int:
-    """Optimizer steps of a run (the same arithmetic as studio.train: max_steps wins)."""
-    t = cfg.train
-    if t.max_steps:
-        return t.max_steps
-    per_epoch = math.ceil(n_train / t.batch_size / t.grad_accum)
-    return max(1, math.ceil(per_epoch * t.epochs))
 
 
 def train_rows(cfg: StudioConfig, report: dict) -> int:

@@ -36,7 +36,7 @@ from pathlib import Path
 
 from transformers import PrinterCallback, TrainerCallback
 
-from studio.config import StudioConfig, is_adapter_method
+from studio.config import StudioConfig, is_adapter_method, total_steps
 from studio.data import report_messages, training_splits, write_jsonl, write_manifest
 from studio.errors import UserError
 from studio.formats import to_dataset
@@ -47,14 +47,6 @@ from studio.runs import Run
 
 EVAL_ROWS = 200  # eval loss is measured on at most this many validation rows (a seeded sample)
 EVALS_PER_RUN = 10  # and at most about this many times a run
-
-
-def _total_steps(n_rows: int, cfg: StudioConfig) -> int:
-    t = cfg.train
-    if t.max_steps:
-        return t.max_steps
-    per_epoch = math.ceil(n_rows / t.batch_size / t.grad_accum)
-    return max(1, math.ceil(per_epoch * t.epochs))
 
 
 def eval_interval(cfg: StudioConfig, total_steps: int, eval_rows: int = EVAL_ROWS) -> int:
@@ -75,7 +67,7 @@ def eval_interval(cfg: StudioConfig, total_steps: int, eval_rows: int = EVAL_ROW
 def training_arguments(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_eval: int) -> dict:
     """The TrainingArguments every trainer here shares (SFTConfig and DPOConfig take them all)."""
     t = cfg.train
-    total = _total_steps(n_train, cfg)
+    total = total_steps(n_train, cfg)
     eval_steps = eval_interval(cfg, total, n_eval)
     early = t.early_stopping_patience > 0
     if early and not n_eval:  # validate() refuses this up front; a split that came out empty lands here
