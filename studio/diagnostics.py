@@ -35,8 +35,8 @@ OVERFIT_STEP_NOISE = 0.002
 OVERFIT_MIN_RISE = 0.02
 # Flat loss: judged on at least this many training-loss points after warmup (fewer is noise).
 FLAT_MIN_POINTS = 10
-# ... comparing the means of the first and second half: a drop below 1 % is "not falling" (a
-# healthy start drops by far more) ...
+# ... by the straight line fitted through them: a fall below 1 % of where it starts is "not
+# falling" (a healthy start drops by far more) ...
 FLAT_MIN_DROP = 0.01
 # ... and so is a drop within two standard errors: each batch's loss differs (different rows),
 # and a loss that only wobbles must not pass for one that falls.
@@ -96,17 +96,23 @@ def is_overfitting(evals: list[float], trains_between: list[float]) -> bool:
 
 
 def is_flat(losses: list[float]) -> bool:
-    """Training losses after warmup (in order) have not fallen: the mean of the second half is
-    not lower than the first half's by FLAT_MIN_DROP, nor by more than batch-to-batch noise
-    (FLAT_NOISE_SE standard errors). A loss that fell and then plateaued is not flat."""
+    """Training losses after warmup (in order) have not fallen: the straight line fitted through
+    them falls by less than FLAT_MIN_DROP of where it starts, or by no more than its own
+    uncertainty (FLAT_NOISE_SE standard errors of the fall, from the scatter around the line:
+    each batch's loss differs). A loss that fell fast scatters widely but along a steep line, so it
+    is not flat; one that fell and then plateaued is not flat either."""
     losses = [v for v in losses if _finite(v)]
-    if len(losses) < FLAT_MIN_POINTS:
+    n = len(losses)
+    if n < FLAT_MIN_POINTS:
         return False
-    half = len(losses) // 2
-    first, last = losses[:half], losses[half:]
-    drop = statistics.fmean(first) - statistics.fmean(last)
-    noise = math.sqrt(statistics.variance(first) / len(first) + statistics.variance(last) / len(last))
-    return drop < max(FLAT_MIN_DROP * abs(statistics.fmean(first)), FLAT_NOISE_SE * noise)
+    xs = range(n)
+    slope, intercept = statistics.linear_regression(xs, losses)
+    residuals = [y - (intercept + slope * x) for x, y in zip(xs, losses)]
+    spread = math.sqrt(sum(r * r for r in residuals) / (n - 2))
+    x_mean = (n - 1) / 2
+    slope_se = spread / math.sqrt(sum((x - x_mean) ** 2 for x in xs))
+    fall, fall_se = -slope * (n - 1), slope_se * (n - 1)
+    return fall < max(FLAT_MIN_DROP * abs(intercept), FLAT_NOISE_SE * fall_se)
 
 
 def spike_median(recent: list[float], value: float) -> float | None:

@@ -45,12 +45,13 @@ def test_absurd_learning_rate_fails_with_nan_and_the_advice(home, monkeypatch):
 def test_overfitting_run_raises_its_diagnostic(home):
     # A dozen rows, a high learning rate, an evaluation every 3 steps: the adapter memorises the
     # few training rows and the eval loss turns up while the training loss keeps falling.
-    run = train(Workspace(home), fast_overrides(learning_rate=1e-2, max_steps=30, max_samples=12,
+    run = train(Workspace(home), fast_overrides(learning_rate=1e-2, max_steps=45, max_samples=12,
                                                 val_size=0.4, eval_every=3, batch_size=2))
     assert run.status()["state"] == "completed", run.status()["message"]
     found = diagnostics(run)
     assert "overfitting" in found, run.read_metrics()
     assert found["overfitting"]["fix"]["code"] == "diag.overfitting_fix"
+    assert "flat_loss" not in found  # its loss fell steeply, in wide steps (batches of 2)
 
 
 def test_flat_loss_run_raises_its_diagnostic_and_the_cli_prints_it(home):

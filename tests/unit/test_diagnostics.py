@@ -40,6 +40,8 @@ def test_flat_loss_only_when_nothing_fell_after_warmup():
     assert not d.is_flat(falling(12))
     assert not d.is_flat([2.5] * 5)                                          # too few points
     assert not d.is_flat(falling(8) + [falling(8)[-1]] * 8)                  # fell, then plateaued
+    # batches of 2 rows: each loss scatters widely, but along a steep fall (a real run's losses)
+    assert not d.is_flat([3.908, 4.404, 2.211, 2.147, 1.467, 3.439, 1.735, 1.641, 1.999, 0.705])
 
 
 def test_spike_is_far_above_the_recent_median():
