@@ -241,6 +241,12 @@ class Watcher:
                 del self.active[code]
         return False
 
+    def _eval_falling(self) -> bool:
+        """The eval loss fell since the first evaluation (beyond FLAT_MIN_DROP): the model learns,
+        whatever a noisy training loss (small batches, DPO's pairs) looks like."""
+        evals = [v for _, v in self.evals]
+        return len(evals) >= 2 and evals[-1] < evals[0] * (1 - FLAT_MIN_DROP)
+
     def feed(self, event: dict) -> list[dict]:
         """Apply every rule the event touches; append and return the diagnostic events raised."""
         if event.get("diagnostic"):
@@ -263,7 +269,7 @@ class Watcher:
                                                UNSTABLE_FIX))
             self.train.append((step, float(loss)))
             after = [v for s, v in self.train if s > self.warmup_steps]
-            if self._check("flat_loss", is_flat(after)):
+            if self._check("flat_loss", is_flat(after) and not self._eval_falling()):
                 lr = self.cfg.train.learning_rate if self.cfg is not None else event.get("learning_rate")
                 raised.append(diagnostic_event("flat_loss", "warning", step,
                                                Msg("diag.flat_loss", steps=len(after), loss=_fmt(loss)),

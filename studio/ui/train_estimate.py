@@ -37,7 +37,7 @@ def estimate_text(ctx, base, values, lang_code) -> str:
     except Exception:  # the data check above already says what is wrong with the data
         return ""
     # Text, not markup: the summary may carry a model path the user typed.
-    return html.escape("⏱ " + render(info["summary"], lang_code))
+    return html.escape(render(info["summary"], lang_code))
 
 
 def wire(ctx, base_config, fields: dict, lang, markdown: gr.Markdown):

@@ -179,3 +179,13 @@ def test_render_follows_a_file_cut_back_by_resume(run):
     assert "diag-error" in render_diagnostics(run, "en")
     run.metrics_path.write_text("")
     assert render_diagnostics(run, "en") == ""
+
+
+def test_flat_training_loss_is_not_raised_while_eval_loss_falls(run):
+    """A noisy training loss (DPO's pairs, batches of two) over a falling eval loss: it learns."""
+    w = d.Watcher(run, StudioConfig(), {"device": "cpu"}, warmup_steps=0)
+    raised = []
+    for step in range(1, 15):
+        eval_loss = 0.52 - 0.01 * step if step % 3 == 0 else None
+        raised += w.feed(metric(step, loss=0.6 + 0.1 * ((-1) ** step), eval_loss=eval_loss))
+    assert "flat_loss" not in [e["diagnostic"] for e in raised]
