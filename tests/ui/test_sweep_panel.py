@@ -37,6 +37,7 @@ def test_sweep_panel_bad_value_then_two_trials_and_use_the_best(server, page):
     page.wait_for_function(  # one eval-loss line per trial, the later trial's included
         "() => document.querySelectorAll('#sweep-plot .mark-line path').length >= 2", timeout=30000)
     assert "learning_rate=0.003" in page.inner_text("#sweep-plot")
+    page.screenshot(path=str(server.home.parent / "sweep-en.png"), full_page=True)
     page.click("#sweep-use-best")
     page.wait_for_function("() => document.querySelector('#field-train-learning_rate textarea, "
                            "#field-train-learning_rate input').value === '0.003'", timeout=15000)
