@@ -15,6 +15,7 @@ The time is rough: tokens / a throughput per device kind, plus a per-step overhe
 from __future__ import annotations
 
 import threading
+import warnings
 
 from studio.config import StudioConfig, total_steps
 from studio.i18n import Msg
@@ -48,6 +49,10 @@ DEVICE_SPEED = {"cpu": {"flops": 5e10, "step_s": 0.07}, "gpu": {"flops": 1.5e14,
 # and concatenated, the reference pass with the adapter switched off, and the reward bookkeeping.
 # The demo DPO recipe ran 0.3-1.6 s a step on 2 busy cores against ~0.12 s for an SFT step.
 DPO_STEP_FACTOR = 5
+
+# PEFT asks the skeleton a transformers 5 deprecated question (not the user's business; the
+# filter is narrow because catch_warnings is not thread-safe and training logs warnings meanwhile).
+warnings.filterwarnings("ignore", message=r".*is_gradient_checkpointing.* is deprecated", category=FutureWarning)
 
 _skeletons: dict[tuple, dict] = {}
 _lock = threading.Lock()
