@@ -15,7 +15,8 @@ from studio.jobs import JobManager
 from studio.resume import complete_checkpoints, resume_plan
 from studio.runs import RunStore
 
-STEPS = 16
+STEPS = 40  # long enough that the kill lands mid-run on a fast machine too
+RESUMED = STEPS + 4
 
 
 def killed_run(home):
@@ -45,20 +46,20 @@ def test_killed_run_resumes_from_last_complete_checkpoint(home, capsys):
     step, path = complete_checkpoints(run)[-1]
     assert 0 < step < STEPS
     (run.path / "checkpoints" / "checkpoint-999").mkdir()  # an empty (half-written) checkpoint
-    plan = resume_plan(run, ["max_steps=20"])
-    assert plan["refusals"] == [] and plan["step"] == step and plan["total"] == 20
+    plan = resume_plan(run, [f"max_steps={RESUMED}"])
+    assert plan["refusals"] == [] and plan["step"] == step and plan["total"] == RESUMED
     assert plan["skipped"] == [999]
     assert [c[0] for c in plan["changes"]] == ["train.max_steps"]
     events_before = [e for e in run.read_metrics() if e["step"] <= step]
 
     # The CLI prints the plan, then trains in this process through the job manager.
-    assert cli_main(["train", "--resume", run.id, "max_steps=20", "--home", str(home)]) == 0
+    assert cli_main(["train", "--resume", run.id, f"max_steps={RESUMED}", "--home", str(home)]) == 0
     out = capsys.readouterr().out
-    assert f"Resumes run {run.id} from step {step} of 20." in out
-    assert f"Max steps: {STEPS} -> 20" in out and "Skipped incomplete checkpoint-999" in out
+    assert f"Resumes run {run.id} from step {step} of {RESUMED}." in out
+    assert f"Max steps: {STEPS} -> {RESUMED}" in out and "Skipped incomplete checkpoint-999" in out
     status = run.status()
     assert status["state"] == "completed", status["message"]
-    assert status["step"] == 20
+    assert status["step"] == RESUMED
     assert f"resumed from checkpoint-{step}" in (run.path / "logs.txt").read_text()
     assert (run.path / "adapter" / "adapter_model.safetensors").is_file()
     events = run.read_metrics()
@@ -66,10 +67,10 @@ def test_killed_run_resumes_from_last_complete_checkpoint(home, capsys):
     new = events[len(events_before):]
     assert new and new[0]["step"] == step + 1  # continues right after the checkpoint, one line
     train_steps = [e["step"] for e in events if e["loss"] is not None]
-    assert train_steps == sorted(set(train_steps)) and train_steps[-1] == 20
-    state = json.loads((run.path / "checkpoints" / "checkpoint-20" / "trainer_state.json").read_text())
-    assert state["global_step"] == 20
-    assert run.config().train.max_steps == 20
+    assert train_steps == sorted(set(train_steps)) and train_steps[-1] == RESUMED
+    state = json.loads((run.path / "checkpoints" / f"checkpoint-{RESUMED}" / "trainer_state.json").read_text())
+    assert state["global_step"] == RESUMED
+    assert run.config().train.max_steps == RESUMED
 
     with pytest.raises(UserError):  # completed now: nothing to resume
         JobManager(store).resume(run)
