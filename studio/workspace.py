@@ -51,6 +51,12 @@ class Workspace:
         the machine's own user, calls the job manager directly.
         """
         cfg = request if isinstance(request, StudioConfig) else apply_overrides(StudioConfig(), list(request or []))
+        return self.jobs.start(self.admit(cfg))
+
+    def admit(self, cfg: StudioConfig) -> StudioConfig:
+        """The launch-time policy for settings from the network (remote code, model folders,
+        datasets), or UserError; every network door to training (Start, the API, sweeps) passes
+        here before the model check, which could run a model's own code."""
         if cfg.model.trust_remote_code and not self.policy.allow_remote_code:
             raise UserError("security.remote_code_off", key="model.trust_remote_code")
         self.resolve_user_path(cfg.model.path, "model")
@@ -60,7 +66,7 @@ class Workspace:
                 self.resolve_user_path(ref, "data")
             except UserError as exc:  # said next to the mix field, not the dataset field
                 raise UserError(exc.msg, key="data.mix") from None
-        return self.jobs.start(cfg)
+        return cfg
 
     def resolve_user_path(self, text: str, kind: str = "data") -> str:
         """A dataset or model named by a network caller -> what the backend may load, or UserError.

@@ -165,9 +165,7 @@ def build(ctx, texts, fields: dict, lang: gr.components.Component) -> dict:
         from studio.ui.train_tab import initial_config
 
         try:
-            base = config_from_values(keys, list(form_values), base=initial_config())
-            ctx.resolve_user_path(base.model.path, "model")  # paths from the page are checked first
-            ctx.resolve_user_path(base.data.path, "data")
+            base = ctx.admit(config_from_values(keys, list(form_values), base=initial_config()))
             spec = SweepSpec.parse(param_name, text, base)
             sweep = start_sweep(ctx.jobs, base, spec, start=ctx.start)
         except Exception as exc:  # anything unexpected is still one sentence where the user looks

@@ -1,6 +1,6 @@
 """Train tab: the estimate line under the data check (parameters, memory, steps, rough time).
 
-    outputs = train_estimate.wire(fields, lang, markdown)   # in train_tab.build; returns the load hook
+    hook = train_estimate.wire(ctx, initial_config, fields, lang, markdown)   # in train_tab.build: the load hook
 
 The handler is thin: it turns the form's relevant fields into a config and renders
 `studio.estimate.estimate` in the page's language. The skeleton count is cached per model and
