@@ -121,8 +121,7 @@ def build_app(ws: Workspace) -> gr.Blocks:
         # registered component (and each tab redraws what its handlers wrote).
         demo.load(lambda code: code if code in LANGUAGES and code != DEFAULT else gr.skip(),
                   saved_lang, lang, api_visibility="private", show_progress="hidden")
-        lang.change(lambda code, note: [code] + texts.updates(code, note), [lang, train["notice"]],
-                    [saved_lang] + texts.outputs(), api_visibility="private", show_progress="hidden")
+        texts.wire_language(lang, train["notice"], saved_lang)
         gr.api(chat["api_chat"], api_name="chat")
         gr.api(chat["api_chat_stream"], api_name="chat_stream")  # the same answer, streamed
         add_api(ws)

@@ -397,8 +397,7 @@ def build(ws, texts: Texts, lang, engine):
     list_outputs = [model_a, model_b, mix_run1, mix_run2, batch_run, signature]
     timer.tick(poll, [lang, model_a, model_b, signature], list_outputs, api_visibility="private",
                show_progress="hidden", queue=False)
-    lang.change(lambda code: tables(ws, code), lang, table_outputs, api_visibility="private",
-                show_progress="hidden")
+    texts.on_language(lambda code: tables(ws, code), lang, table_outputs)
     return {"load": (load, [lang], list_outputs + table_outputs),
             "select": (lambda code, a, b: (*redraw(code, a, b), *tables(ws, code)), [lang, model_a, model_b],
                        list_outputs + table_outputs),

@@ -434,9 +434,12 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
     use_btn.click(on_use, [state] + common, [state, save_md, train_fields["data.path"], tabs],
                   show_progress="hidden", **private)
     # The example follows the Train tab's model and max length; every drawn sentence the language.
-    gr.on([model_box.change, max_len_box.blur, max_len_box.submit, lang.change],
-          lambda s, model, max_length, lang_code: view(s, model, max_length, lang_code),
-          [state] + common, outputs, show_progress="hidden", trigger_mode="always_last", **private)
+    def redraw(s, model, max_length, lang_code):
+        return view(s, model, max_length, lang_code)
+
+    gr.on([model_box.change, max_len_box.blur, max_len_box.submit], redraw, [state] + common, outputs,
+          show_progress="hidden", trigger_mode="always_last", **private)
+    texts.on_language(redraw, [state] + common, outputs, trigger_mode="always_last")
 
     def on_load(s, source, model, max_length, lang_code):
         return load(s, source, "", "", model, max_length, lang_code)

@@ -408,8 +408,7 @@ def build(ctx, texts: Texts, lang):
             evaluator.status(rid) if rid else None, lang_code)
         return [card_html] + draw(res or [], shown_run, lang_code)
 
-    lang.change(on_language, [request_id, results, shown, error, lang], [card] + result_outputs,
-                api_visibility="private", show_progress="hidden")
+    texts.on_language(on_language, [request_id, results, shown, error, lang], [card] + result_outputs)
 
     def select_run(run_id: str, lang_code: str = "en"):
         """Open with this run chosen (the Train tab's "Evaluate it") and its saved results shown."""

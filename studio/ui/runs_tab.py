@@ -111,7 +111,7 @@ def build(ctx, texts: Texts, lang):
         return runs_table(ctx.store, code)
 
     refresh.click(draw, lang, table, api_visibility="private")
-    lang.change(draw, lang, table, api_visibility="private", show_progress="hidden")
+    texts.on_language(draw, lang, table)
     gr.Timer(3.0).tick(poll, [seen, lang], [table, seen], api_visibility="private",
                        show_progress="hidden", queue=False)
     return {"load": (draw, [lang], [table]), "refresh": (draw, [lang], table)}

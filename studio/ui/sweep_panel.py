@@ -204,8 +204,8 @@ def build(ctx, texts, fields: dict, lang: gr.components.Component) -> dict:
     timer = gr.Timer(2.0)
     timer.tick(view, poll_inputs, poll_outputs, api_visibility="private", concurrency_limit=None,
                show_progress="hidden", queue=False)
-    lang.change(lambda sid, sig, err, lang_code: view(sid, sig, err, lang_code, force=True), poll_inputs,
-                poll_outputs, api_visibility="private", show_progress="hidden")
+    texts.on_language(lambda sid, sig, err, lang_code: view(sid, sig, err, lang_code, force=True), poll_inputs,
+                      poll_outputs)
     return {"start": start, "stop": stop, "use_best": use_best, "progress": progress, "plot": plot,
             "table": grid, "best": best, "load": (lambda sid, sig, err, lang_code:
                                                      view(sid, sig, err, lang_code, force=True),

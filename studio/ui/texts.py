@@ -47,6 +47,7 @@ class Texts:
     def __init__(self):
         self._entries: list[tuple[gr.blocks.Block, dict[str, Source]]] = []
         self._fields: dict[str, gr.components.Component] = {}
+        self._language_handlers: list[tuple] = []
 
     def add(self, make, /, **kwargs):
         """Build `make(**kwargs)` with its translated properties (label=, info=, placeholder=,
@@ -72,6 +73,22 @@ class Texts:
                          **kwargs)
         self._fields[key] = component
         return self.register(component, label=field_label(key))
+
+    def on_language(self, fn, inputs, outputs, **kwargs):
+        """A tab's own handler for a language switch (what it drew itself: tables, cards).
+        Registered by `wire_language` after the registry's update, because the browser submits a
+        trigger's handlers one after another in registration order: the page's words come first
+        and a slow handler (the estimate) cannot hold them up."""
+        self._language_handlers.append((fn, inputs, outputs, kwargs))
+
+    def wire_language(self, lang, notice, remember) -> None:
+        """The language switch: every registered word (and the browser's remembered choice,
+        `remember`) first, then each tab's own handler. `notice` is the Train tab's problem note,
+        kept next to its field in the new language."""
+        lang.change(lambda code, note: [code] + self.updates(code, note), [lang, notice],
+                    [remember] + self.outputs(), api_visibility="private", show_progress="hidden")
+        for fn, inputs, outputs, kwargs in self._language_handlers:
+            lang.change(fn, inputs, outputs, **{"api_visibility": "private", "show_progress": "hidden", **kwargs})
 
     def outputs(self) -> list:
         return [component for component, _ in self._entries]

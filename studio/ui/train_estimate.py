@@ -1,6 +1,6 @@
 """Train tab: the estimate line under the data check (parameters, memory, steps, rough time).
 
-    hook = train_estimate.wire(ctx, initial_config, fields, lang, markdown)   # in train_tab.build: the load hook
+    hook = train_estimate.wire(ctx, initial_config, fields, texts, lang, markdown)   # in train_tab.build: the load hook
 
 The handler is thin: it turns the form's relevant fields into a config and renders
 `studio.estimate.estimate` in the page's language. The skeleton count is cached per model and
@@ -40,7 +40,7 @@ def estimate_text(ctx, base, values, lang_code) -> str:
     return html.escape(render(info["summary"], lang_code))
 
 
-def wire(ctx, base_config, fields: dict, lang, markdown: gr.Markdown):
+def wire(ctx, base_config, fields: dict, texts, lang, markdown: gr.Markdown):
     """Recompute on a change of any relevant field or the language; returns (fn, inputs, outputs)
     for the page's load hook."""
     inputs = [fields[k] for k in KEYS] + [lang]
@@ -48,6 +48,7 @@ def wire(ctx, base_config, fields: dict, lang, markdown: gr.Markdown):
     def on_change(*values):
         return estimate_text(ctx, base_config(), values[:-1], values[-1])
 
-    gr.on([fields[k].change for k in KEYS] + [lang.change], on_change, inputs, markdown,
+    gr.on([fields[k].change for k in KEYS], on_change, inputs, markdown,
           api_visibility="private", show_progress="hidden", trigger_mode="always_last")
+    texts.on_language(on_change, inputs, markdown, trigger_mode="always_last")
     return on_change, inputs, markdown

@@ -356,11 +356,12 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
 
     check_inputs = [fields["model.path"], fields["data.path"], fields["train.max_length"], lang]
     gr.on([fields["model.path"].change, fields["data.path"].change, fields["train.max_length"].blur,
-           fields["train.max_length"].submit, lang.change],
+           fields["train.max_length"].submit],
           on_data_change, check_inputs, data_check, api_visibility="private", show_progress="hidden",
           trigger_mode="always_last")
+    texts.on_language(on_data_change, check_inputs, data_check, trigger_mode="always_last")
 
-    estimate_hook = train_estimate.wire(ctx, initial_config, fields, lang, estimate_note)
+    estimate_hook = train_estimate.wire(ctx, initial_config, fields, texts, lang, estimate_note)
 
     def on_language(rid, off, evs, note, lang_code):
         """Re-render what handlers wrote (card, result) in the new language; field labels and
@@ -370,8 +371,7 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
             outputs[3] = render_notice(note, lang_code)
         return outputs
 
-    lang.change(on_language, poll_inputs, poll_outputs, api_visibility="private",
-                show_progress="hidden")
+    texts.on_language(on_language, poll_inputs, poll_outputs)
     to_chat.click(lambda: gr.Tabs(selected="chat"), None, tabs, api_visibility="private")
     mix_pick.focus(lambda: gr.update(choices=library_choices(ctx)), None, mix_pick, api_visibility="private",
                    queue=False, show_progress="hidden")

@@ -171,13 +171,13 @@ def test_blind_ab_vote_reveals_sides_counts_and_persists(server, page, two_runs)
     page.wait_for_selector("#start-btn")
     open_tab(page, "arena")
     # the two newest finished runs are preselected, and nothing says which is where
-    page.wait_for_function("() => document.querySelector('#arena-a input').value.includes('·')", timeout=30000)
+    page.wait_for_function("() => (document.querySelector('#arena-a input')?.value ?? '').includes('·')", timeout=30000)
     chosen = {page.input_value("#arena-a input"), page.input_value("#arena-b input")}
     assert any(second in c for c in chosen) and any(first in c for c in chosen)
     page.fill("#arena-prompt textarea", '<img src=x onerror="window.pwned=1"> What is the opposite of hot?')
     page.click("#arena-send")
     page.wait_for_selector("#vote-left:not([disabled])", timeout=120000)
-    page.wait_for_function("() => document.querySelector('#arena-status').innerText.includes('Vote below')",
+    page.wait_for_function("() => (document.querySelector('#arena-status')?.innerText ?? '').includes('Vote below')",
                            timeout=180000)
     left, right = page.input_value("#arena-left textarea"), page.input_value("#arena-right textarea")
     assert left.strip() or right.strip()  # (a tiny adapter may end an answer at once: an empty pane)
@@ -187,10 +187,10 @@ def test_blind_ab_vote_reveals_sides_counts_and_persists(server, page, two_runs)
     page.screenshot(path=str(SHOTS / "arena-en-before-vote.png"), full_page=True)
     page.click("#vote-left")
     page.wait_for_function(
-        "(ids) => ids.every(id => document.querySelector('#arena-reveal').innerText.includes(id))",
+        "(ids) => ids.every(id => (document.querySelector('#arena-reveal')?.innerText ?? '').includes(id))",
         arg=[first, second], timeout=30000)
-    page.wait_for_function("() => document.querySelector('#arena-wins').innerText.includes('100%')"
-                           " || document.querySelector('#arena-wins').innerText.includes('0%')", timeout=30000)
+    page.wait_for_function("() => (document.querySelector('#arena-wins')?.innerText ?? '').includes('100%')"
+                           " || (document.querySelector('#arena-wins')?.innerText ?? '').includes('0%')", timeout=30000)
     assert page.locator("#vote-left[disabled]").count() == 1  # one vote per pair
     page.screenshot(path=str(SHOTS / "arena-en.png"), full_page=True)
     # the vote is in the home, with the side the left model was on
@@ -208,12 +208,12 @@ def test_blind_ab_vote_reveals_sides_counts_and_persists(server, page, two_runs)
     page.wait_for_selector("#start-btn")
     open_tab(page, "arena")
     page.wait_for_function(
-        "(ids) => ids.every(id => document.querySelector('#arena-wins').innerText.includes(id))",
+        "(ids) => ids.every(id => (document.querySelector('#arena-wins')?.innerText ?? '').includes(id))",
         arg=[first, second], timeout=30000)
     assert ": 1" in page.inner_text("#arena-counts")
     switch_language(page, "简体中文")
-    page.wait_for_function("() => document.querySelector('#arena-send').innerText.includes('同时提问')", timeout=30000)
-    page.wait_for_function("() => document.querySelector('#arena-wins').innerText.includes('票数')", timeout=30000)
+    page.wait_for_function("() => (document.querySelector('#arena-send')?.innerText ?? '').includes('同时提问')", timeout=30000)
+    page.wait_for_function("() => (document.querySelector('#arena-wins')?.innerText ?? '').includes('票数')", timeout=30000)
     page.screenshot(path=str(SHOTS / "arena-zh.png"), full_page=True)
     assert page.evaluate("() => window.pwned") is None
     assert not errors
@@ -226,7 +226,7 @@ def test_empty_batch_says_one_sentence(server, page):
     open_tab(page, "arena")
     page.click("#arena-batch")
     page.click("#arena-batch-go")
-    page.wait_for_function("() => document.querySelector('#arena-status').innerText.includes('no prompts')",
+    page.wait_for_function("() => (document.querySelector('#arena-status')?.innerText ?? '').includes('no prompts')",
                            timeout=30000)
 
 
@@ -263,13 +263,13 @@ def test_export_panel_saves_the_adapter_and_shows_the_code(server, page, two_run
     open_tab(page, "chat")
     choose(page, "#chat-model", first)
     page.click("#export-panel")
-    page.wait_for_function("(id) => document.querySelector('#export-command').innerText.includes(id)", arg=first,
+    page.wait_for_function("(id) => (document.querySelector('#export-command')?.innerText ?? '').includes(id)", arg=first,
                            timeout=30000)
     assert "PeftModel" in page.inner_text("#export-snippet")
     page.locator("#export-kind label").nth(1).click()  # the adapter alone
-    page.wait_for_function("() => document.querySelectorAll('#export-kind input')[1].checked", timeout=10000)
+    page.wait_for_function("() => document.querySelectorAll('#export-kind input')[1]?.checked", timeout=10000)
     page.click("#export-go")
-    page.wait_for_function("() => /Saved to|⚠/.test(document.querySelector('#export-status').innerText)",
+    page.wait_for_function("() => /Saved to|⚠/.test((document.querySelector('#export-status')?.innerText ?? ''))",
                            timeout=120000)
     status = page.inner_text("#export-status")
     assert "⚠" not in status and f"{first}-adapter" in status, status
@@ -280,7 +280,7 @@ def test_export_panel_saves_the_adapter_and_shows_the_code(server, page, two_run
     page.fill("#export-repo :is(input, textarea)", "someone/model")
     page.fill("#export-token input", "hf_not_a_real_token")
     page.click("#export-push")
-    page.wait_for_function("() => document.querySelector('#export-status').innerText.includes('⚠')", timeout=60000)
+    page.wait_for_function("() => (document.querySelector('#export-status')?.innerText ?? '').includes('⚠')", timeout=60000)
     assert page.input_value("#export-token input") == ""
     assert "hf_not_a_real_token" not in page.content()
 
@@ -311,7 +311,7 @@ def test_batch_pairs_come_one_after_another(server, page, two_runs):
     page.goto(server.url)
     page.wait_for_selector("#start-btn")
     open_tab(page, "arena")
-    page.wait_for_function("() => document.querySelector('#arena-a input').value.includes('·')", timeout=30000)
+    page.wait_for_function("() => (document.querySelector('#arena-a input')?.value ?? '').includes('·')", timeout=30000)
     page.click("#arena-batch")
     page.fill("#arena-batch-text textarea", "What is the opposite of hot?\n\nWhat colour is a banana?\n")
     page.click("#arena-batch-go")
@@ -321,7 +321,7 @@ def test_batch_pairs_come_one_after_another(server, page, two_runs):
     page.click("#arena-next")
     page.wait_for_selector("#vote-left:not([disabled])", timeout=30000)
     page.click("#vote-both_bad")
-    page.wait_for_function("() => document.querySelector('#arena-status').innerText.includes('all 2 pairs')",
+    page.wait_for_function("() => (document.querySelector('#arena-status')?.innerText ?? '').includes('all 2 pairs')",
                            timeout=30000)
     new = votes_in(server.home)[before:]
     assert [v["winner"] for v in new] == ["tie", "both_bad"]
@@ -335,18 +335,18 @@ def test_a_weighted_combination_answers_beside_a_run(server, page, two_runs):
     page.goto(server.url)
     page.wait_for_selector("#start-btn")
     open_tab(page, "arena")
-    page.wait_for_function("() => document.querySelector('#arena-a input').value.includes('·')", timeout=30000)
+    page.wait_for_function("() => (document.querySelector('#arena-a input')?.value ?? '').includes('·')", timeout=30000)
     page.click("#arena-blind input")  # not blind: the names show at once
     page.click("#arena-mix")
     choose(page, "#arena-mix-first", first)
     choose(page, "#arena-mix-second", second)
     page.click("#arena-mix-b")
-    page.wait_for_function("() => document.querySelector('#arena-b input').value.startsWith('mix:')", timeout=30000)
+    page.wait_for_function("() => (document.querySelector('#arena-b input')?.value ?? '').startsWith('mix:')", timeout=30000)
     page.fill("#arena-prompt textarea", "What sound does a cow make?")
     page.click("#arena-send")
     page.wait_for_selector("#vote-right:not([disabled])", timeout=180000)
     assert "mix:" in page.inner_text("#arena-reveal")  # shown before the vote when not blind
-    page.wait_for_function("() => document.querySelector('#arena-status').innerText.includes('Vote below')",
+    page.wait_for_function("() => (document.querySelector('#arena-status')?.innerText ?? '').includes('Vote below')",
                            timeout=180000)
     answers = page.input_value("#arena-left textarea"), page.input_value("#arena-right textarea")
     assert any(a.strip() for a in answers)
@@ -358,7 +358,7 @@ def test_a_weighted_combination_answers_beside_a_run(server, page, two_runs):
     assert vote["answer_b"] == answers[1]  # what was shown is what was recorded
     models = {v["a"] for v in votes_in(server.home)} | {v["b"] for v in votes_in(server.home)}
     if len(models) > 2:  # ratings with intervals once more than two models were compared
-        page.wait_for_function("() => document.querySelector('#arena-ratings').innerText.includes('mix:')",
+        page.wait_for_function("() => (document.querySelector('#arena-ratings')?.innerText ?? '').includes('mix:')",
                                timeout=30000)
 
 

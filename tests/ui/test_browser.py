@@ -38,10 +38,10 @@ def test_first_run_start_watch_reload_second_tab_stop(idle, page, browser):
     page.click("#start-btn")
     page.wait_for_function(  # work has visibly begun and Start is disabled (no wall-clock limit:
         # the acknowledgement is a queue-free event, so it does not wait for the model check)
-        "() => /Starting|Loading|Preparing|Training/.test(document.querySelector('#train-status').innerText)"
+        "() => /Starting|Loading|Preparing|Training/.test((document.querySelector('#train-status')?.innerText ?? ''))"
         " && document.querySelector('#start-btn').disabled", timeout=15000)
     page.wait_for_function(  # then the real phases: loading model -> preparing data -> training
-        "() => /Loading|Preparing|Training/.test(document.querySelector('#train-status').innerText)",
+        "() => /Loading|Preparing|Training/.test((document.querySelector('#train-status')?.innerText ?? ''))",
         timeout=30000)
 
     page.wait_for_selector(LOSS_LINES, timeout=60000)
@@ -63,7 +63,7 @@ def test_first_run_start_watch_reload_second_tab_stop(idle, page, browser):
     other.close()
 
     page.click("#stop-btn")
-    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Stopped')",
+    page.wait_for_function("() => (document.querySelector('#train-status')?.innerText ?? '').includes('Stopped')",
                            timeout=60000)
     assert "Saved to" in page.inner_text("#train-result")
     page.get_by_role("button", name="Chat with it").click()
@@ -76,7 +76,7 @@ def test_bad_value_is_explained_next_to_the_field(idle, page):
     page.wait_for_selector("#start-btn")
     page.fill("#field-train-learning_rate textarea, #field-train-learning_rate input", "-0.001")
     page.click("#start-btn")
-    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Could not start')",
+    page.wait_for_function("() => (document.querySelector('#train-status')?.innerText ?? '').includes('Could not start')",
                            timeout=30000)
     field = page.inner_text("#field-train-learning_rate")
     assert "Learning rate must be at least 0" in field
@@ -93,7 +93,7 @@ def test_runs_tab_lists_runs(idle, page):
     page.goto(idle.url)
     page.get_by_role("tab", name="Runs").click()
     page.wait_for_selector("#runs-table")
-    page.wait_for_function("(id) => document.querySelector('#runs-table').innerText.includes(id)",
+    page.wait_for_function("(id) => (document.querySelector('#runs-table')?.innerText ?? '').includes(id)",
                            arg=run_id, timeout=30000)
     text = page.inner_text("#runs-table")
     row = text[text.index(run_id):][:200]  # the newest run comes first: its cells follow its id
@@ -141,7 +141,7 @@ def switch_language(page, name: str):
     page.locator("#language label", has_text=name).click()
 
 
-def wait_for_texts(page, expected: dict, timeout: int = 15000):
+def wait_for_texts(page, expected: dict, timeout: int = 30000):
     """Wait until each selector's text is the expected one (tab titles update one after another)."""
     page.wait_for_function(
         "(expected) => Object.entries(expected).every(([css, text]) => "
@@ -165,8 +165,7 @@ def test_switching_to_chinese_rewords_the_page_and_survives_a_reload(server, pag
     wait_for_texts(page, {"#start-btn": "开始训练", "#tab-data-button": "数据", "#tab-chat-button": "对话"})
     assert "训练轮数" in page.inner_text("#field-train-epochs")
     switch_language(page, "English")
-    page.wait_for_function("() => document.querySelector('#start-btn').innerText.trim() === 'Start training'",
-                           timeout=10000)
+    wait_for_texts(page, {"#start-btn": "Start training"})
     assert "Epochs" in page.inner_text("#field-train-epochs")
 
 
@@ -195,7 +194,7 @@ def test_all_bad_fields_flagged_section_opened_and_the_error_stays(idle, page):
     page.click("#group-method .label-wrap")  # closed again: the bad value is out of sight
     page.wait_for_selector("#field-method-lora_r", state="hidden")
     page.click("#start-btn")
-    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Could not start')",
+    page.wait_for_function("() => (document.querySelector('#train-status')?.innerText ?? '').includes('Could not start')",
                            timeout=30000)
     assert "⚠ Learning rate must be at least 0" in page.inner_text("#field-train-learning_rate")
     page.wait_for_selector("#field-method-lora_r", state="visible")  # its section was opened
@@ -204,12 +203,12 @@ def test_all_bad_fields_flagged_section_opened_and_the_error_stays(idle, page):
     card = page.inner_text("#train-status")
     assert "Could not start" in card and "LoRA rank" in card and "Learning rate" in card
     page.fill(field_input("train.learning_rate"), "0.003")  # fixing one field keeps the other flagged
-    page.wait_for_function("() => !document.querySelector('#field-train-learning_rate').innerText.includes('⚠')",
+    page.wait_for_function("() => !(document.querySelector('#field-train-learning_rate')?.innerText ?? '').includes('⚠')",
                            timeout=10000)
     assert "⚠" in page.inner_text("#field-method-lora_r")
     assert "Could not start" in page.inner_text("#train-status")
     page.fill(field_input("method.lora_r"), "16")  # the last one fixed: the notice goes
-    page.wait_for_function("() => !document.querySelector('#train-status').innerText.includes('Could not start')",
+    page.wait_for_function("() => !(document.querySelector('#train-status')?.innerText ?? '').includes('Could not start')",
                            timeout=10000)
     assert not page.locator("#start-btn").is_disabled()
 
@@ -228,7 +227,7 @@ def test_unreachable_hub_model_is_one_sentence_next_to_the_model(idle, page):
         }).observe(document.body, {subtree: true, attributes: true, attributeFilter: ['class']});
     }""")
     page.click("#start-btn")
-    page.wait_for_function("() => document.querySelector('#train-status').innerText.includes('Could not start')",
+    page.wait_for_function("() => (document.querySelector('#train-status')?.innerText ?? '').includes('Could not start')",
                            timeout=60000)
     assert "⚠" in page.inner_text("#field-model-path")
     assert page.locator("#train-status .status-title").count() == 0  # no run card, old or new
@@ -270,7 +269,7 @@ def test_uploaded_dataset_is_text_and_stays_in_both_lists_after_reload(server, p
     page.wait_for_selector("#start-btn")
     open_tab(page, "data")
     page.set_input_files("#data-upload input[type=file]", str(data))
-    page.wait_for_function("() => document.querySelector('#data-table').innerText.includes('Say hi')",
+    page.wait_for_function("() => (document.querySelector('#data-table')?.innerText ?? '').includes('Say hi')",
                            timeout=30000)
     table = page.inner_text("#data-table")
     assert '<img src="http://127.0.0.1:9/pixel.png">' in table and "<b>bold</b>" in table

@@ -219,7 +219,7 @@ def pick(page, css: str, option: str):
     """Choose an option of a Gradio dropdown by its text."""
     page.click(f"{css} input")
     page.locator("ul[role=listbox] li", has_text=option).first.click()
-    page.wait_for_function("([css, option]) => document.querySelector(css + ' input').value === option",
+    page.wait_for_function("([css, option]) => (document.querySelector(css + ' input')?.value ?? '') === option",
                            arg=[css, option], timeout=10000)
     page.wait_for_selector("ul[role=listbox]", state="detached", timeout=10000)
 

@@ -23,14 +23,14 @@ def test_sweep_panel_bad_value_then_two_trials_and_use_the_best(server, page):
     fill(page, "train.batch_size", "4")
     page.fill("#sweep-values textarea, #sweep-values input", "1e-4, <b>oops</b>")
     page.click("#sweep-start")
-    page.wait_for_function("() => document.querySelector('#sweep-progress').innerText.includes('could not start')",
+    page.wait_for_function("() => (document.querySelector('#sweep-progress')?.innerText ?? '').includes('could not start')",
                            timeout=30000)
     assert "needs a number" in page.inner_text("#sweep-progress")
     assert page.locator("#sweep-progress b").count() == 0  # user text is never markup
 
     page.fill("#sweep-values textarea, #sweep-values input", "1e-6, 3e-3")
     page.click("#sweep-start")
-    page.wait_for_function("() => document.querySelector('#sweep-best').innerText.includes('Best')",
+    page.wait_for_function("() => (document.querySelector('#sweep-best')?.innerText ?? '').includes('Best')",
                            timeout=300000)
     assert "learning_rate=0.003" in page.inner_text("#sweep-best")
     assert page.inner_text("#sweep-table").count("completed") == 2
@@ -39,6 +39,6 @@ def test_sweep_panel_bad_value_then_two_trials_and_use_the_best(server, page):
     assert "learning_rate=0.003" in page.inner_text("#sweep-plot")
     page.screenshot(path=str(server.home.parent / "sweep-en.png"), full_page=True)
     page.click("#sweep-use-best")
-    page.wait_for_function("() => document.querySelector('#field-train-learning_rate textarea, "
-                           "#field-train-learning_rate input').value === '0.003'", timeout=15000)
+    page.wait_for_function("() => (document.querySelector('#field-train-learning_rate textarea, "
+                           "#field-train-learning_rate input')?.value ?? '') === '0.003'", timeout=15000)
     assert real_page_errors(errors) == []

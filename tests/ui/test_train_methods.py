@@ -30,7 +30,7 @@ def test_each_method_shows_its_own_settings_and_the_estimate_follows(server, pag
     page.goto(server.url)
     page.click("#tab-train-button")
     page.wait_for_selector("#train-estimate", state="attached", timeout=30000)
-    page.wait_for_function("() => document.querySelector('#train-estimate').innerText.includes('trainable')",
+    page.wait_for_function("() => (document.querySelector('#train-estimate')?.innerText ?? '').includes('trainable')",
                            timeout=60000)
     lora_estimate = page.inner_text("#train-estimate")
     assert "peak memory" in lora_estimate and "steps" in lora_estimate
@@ -40,7 +40,7 @@ def test_each_method_shows_its_own_settings_and_the_estimate_follows(server, pag
     pick_option(page, "#field-method-method", "prefix")
     page.wait_for_selector("#field-method-num_virtual_tokens", state="visible", timeout=15000)
     page.wait_for_selector("#field-method-lora_r", state="hidden")
-    page.wait_for_function("(before) => document.querySelector('#train-estimate').innerText !== before",
+    page.wait_for_function("(before) => (document.querySelector('#train-estimate')?.innerText ?? '') !== before",
                            arg=lora_estimate, timeout=60000)  # prefix tuning trains another number
     page.locator("#field-method-stage label", has_text="dpo").click()
     page.wait_for_selector("#field-method-dpo_beta", state="visible", timeout=15000)
@@ -69,12 +69,12 @@ def test_a_stopped_run_resumes_from_the_runs_tab(server, page):
     cell = page.locator("#runs-table").get_by_text(run_id, exact=True).locator("visible=true").first
     cell.wait_for(timeout=30000)
     cell.click()
-    page.wait_for_function("() => /from step \\d+/.test(document.querySelector('#resume-note textarea').value)",
+    page.wait_for_function("() => /from step \\d+/.test((document.querySelector('#resume-note textarea')?.value ?? ''))",
                            timeout=30000)
     note = page.input_value("#resume-note textarea")
     assert f"from step {stopped_at} of" in note, note  # the stop saved a checkpoint at its step
     page.click("#resume-button")
-    page.wait_for_function("() => /Resumed/.test(document.querySelector('#resume-note textarea').value)",
+    page.wait_for_function("() => /Resumed/.test((document.querySelector('#resume-note textarea')?.value ?? ''))",
                            timeout=60000)
     wait_for(lambda: (client.predict(run_id, api_name="/run_status").get("step") or 0) > stopped_at,
              timeout=600, what="training to go on past the stop")
