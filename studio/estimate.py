@@ -115,6 +115,21 @@ def _count(cfg: StudioConfig) -> dict:
     return {"total": total, "trainable": trainable, "linear": linear, **facts}
 
 
+def device_plan_for(cfg: StudioConfig) -> dict:
+    """models.device_plan for this run, told on a GPU how much memory the run needs without
+    gradient checkpointing (so `auto` turns checkpointing on only when it must)."""
+    from studio.models import detect_device, device_plan
+
+    device = detect_device()
+    need = None
+    if device.cuda:
+        try:
+            need = memory_bytes(count_parameters(cfg), cfg, "gpu", cfg.train.max_length, checkpointing=False)
+        except Exception:  # a model whose config cannot be read: checkpointing stays on, the safe side
+            need = None
+    return device_plan(cfg.train, cfg.method.method, device, memory_need=need)
+
+
 def train_rows(cfg: StudioConfig, report: dict) -> int:
     """Training rows after the validation and test split, from a data check report."""
     kept = report.get("kept", report.get("usable", 0))
@@ -128,7 +143,7 @@ def memory_bytes(counts: dict, cfg: StudioConfig, device: str, length: int,
     total = counts["total"]
     trainable = counts["trainable"] if counts["trainable"] is not None else total
     gpu = device == "gpu"
-    if checkpointing is None:  # device_plan's "auto": on for GPUs, off on CPUs
+    if checkpointing is None:  # "auto": assumed on for GPUs (device_plan: on when the run needs it), off on CPUs
         checkpointing = {"on": True, "off": False}.get(cfg.train.gradient_checkpointing, gpu)
     weight = 2 if gpu and cfg.train.precision != "fp32" else 4
     weights = total * weight

@@ -1,7 +1,8 @@
 """Base models: check they exist, pick precision for the device, load with PEFT/bitsandbytes.
 
     check_model(cfg.model)                  # fast: config.json only; UserError on bad path / remote code
-    plan = device_plan(cfg.train)           # device, precision, bf16, fp16, gradient_checkpointing, reason
+    plan = device_plan(cfg.train)           # device, precision, bf16, fp16, gradient_checkpointing, threads,
+                                            # reason (the precision), summary (the one line the Train tab shows)
     plan = device_plan(cfg.train, device=DeviceCapability(cpu_capability="AVX2"))  # another machine
     model, tokenizer = load_model(cfg, plan)
     peft_config = peft_config_for(cfg.method)   # None for full / freeze
@@ -119,6 +120,8 @@ class DeviceCapability:
     gpu_compute_capability: tuple[int, int] | None = None  # (8, 0) = Ampere: bf16 in hardware
     cpu_capability: str = ""  # torch.backends.cpu.get_cpu_capability(): "AVX2", "AVX512", …
     cpu_flags: frozenset[str] = frozenset()  # the CPU_BF16_FLAGS this CPU has
+    cpu_threads: int = 1  # CPUs this process may use (`usable_cpus`)
+    gpu_memory: int = 0  # bytes of the first GPU
 
     @property
     def gpu_bf16(self) -> bool:
@@ -139,7 +142,26 @@ def detect_device() -> DeviceCapability:
         gpu_name=torch.cuda.get_device_name(0) if cuda else "",
         gpu_compute_capability=tuple(torch.cuda.get_device_capability(0)) if cuda else None,
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
-        cpu_flags=frozenset(cpu_flags() & set(CPU_BF16_FLAGS)))
+        cpu_flags=frozenset(cpu_flags() & set(CPU_BF16_FLAGS)),
+        cpu_threads=usable_cpus(),
+        gpu_memory=torch.cuda.get_device_properties(0).total_memory if cuda else 0)
+
+
+def usable_cpus() -> int:
+    """CPUs this process may really use: its CPU affinity, capped by a cgroup CPU quota.
+
+    torch sizes its thread pool from the host's cores, not from a container's quota; on a
+    2-CPU container of a 64-core host it would run 32 threads that fight over 2 CPUs."""
+    import os
+
+    count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:  # cgroup v2: "max 100000" (no quota) or "<quota> <period>"
+        quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]
+        if quota != "max":
+            count = min(count, max(1, int(int(quota) // int(period))))
+    except (OSError, ValueError):
+        pass
+    return max(1, count)
 
 
 def cpu_flags() -> set[str]:
@@ -152,13 +174,22 @@ def cpu_flags() -> set[str]:
     return set(line.partition(":")[2].split())
 
 
-def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapability | None = None) -> dict:
-    """Choose device, precision and checkpointing so the defaults never fail where they run.
+GPU_MEMORY_SHARE = 0.8  # checkpointing turns on ("auto") when a run's estimate needs more of the GPU
 
-    Returns {'device', 'precision', 'bf16', 'fp16', 'gradient_checkpointing', 'reason'}; `reason`
-    is a Msg saying in one line why this precision was chosen (the Train tab shows it). On a CPU
-    `auto` stays fp32 even where bf16 is native: bf16 training on CPUs is not measured yet, and
-    where bf16 is emulated it is many times slower than fp32.
+
+def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapability | None = None,
+                memory_need: int | None = None) -> dict:
+    """Choose device, precision, checkpointing and threads: fast defaults that never fail where they run.
+
+    Returns {'device', 'precision', 'bf16', 'fp16', 'gradient_checkpointing', 'threads', 'reason',
+    'summary'}; `reason` is a Msg saying why this precision, `summary` the whole choice in one line
+    (the Train tab shows it). Precision `auto`: bf16 on Ampere-or-newer GPUs, fp16 on older ones;
+    on a CPU bf16 where the CPU computes it natively (AMX / AVX-512-BF16) and fp32 where bf16 would
+    be emulated (measured on an AVX-512 Xeon without it: TRL's default bf16 autocast trained 2-3x
+    slower than fp32; 20x on an AVX2 EPYC). QLoRA on a CPU stays fp32: bitsandbytes' CPU 4-bit
+    kernels are the ones tested in fp32. Gradient checkpointing `auto` is on only on a GPU whose
+    memory the run's estimate (`memory_need`, bytes without checkpointing; unknown = on) would fill
+    past GPU_MEMORY_SHARE: it recomputes activations, about a third more work a step.
     """
     device = device or detect_device()
     precision = train.precision
@@ -176,20 +207,32 @@ def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapabil
             raise UserError("models.fp16_needs_gpu", key="train.precision")
         cpu = device.cpu_capability or "CPU"
         if precision == "auto":
-            precision = "fp32"
-            reason = Msg("models.plan_cpu_native_bf16" if device.cpu_bf16 else "models.plan_cpu_no_bf16",
-                         cpu=cpu)
+            native = device.cpu_bf16 and method != "qlora"
+            precision = "bf16" if native else "fp32"
+            reason = Msg("models.plan_cpu_native_bf16" if native else
+                         "models.plan_cpu_qlora_fp32" if device.cpu_bf16 else "models.plan_cpu_no_bf16", cpu=cpu)
         elif precision == "bf16" and not device.cpu_bf16:
             reason = Msg("models.plan_cpu_bf16_emulated", cpu=cpu)
         else:
             reason = Msg("models.plan_chosen", precision=precision)
     # Prefix tuning feeds its virtual tokens as a key/value cache, which checkpointed layers drop
     # (a shape error at the first step): auto leaves it off there; "on" is refused by validate().
-    checkpointing = {"on": True, "off": False}.get(train.gradient_checkpointing,
-                                                  device.cuda and method != "prefix")
+    needs = device.cuda and (memory_need is None or not device.gpu_memory
+                             or memory_need > GPU_MEMORY_SHARE * device.gpu_memory)
+    checkpointing = {"on": True, "off": False}.get(train.gradient_checkpointing, needs and method != "prefix")
+    if train.gradient_checkpointing != "auto":
+        why = Msg("models.ckpt_chosen")
+    elif checkpointing:
+        why = Msg("models.ckpt_needed" if memory_need else "models.ckpt_unknown")
+    else:
+        why = Msg("models.ckpt_prefix" if device.cuda and needs else "models.ckpt_fits")
+    threads = device.cpu_threads if not device.cuda else None
+    summary = Msg("models.plan_summary", precision=reason,
+                  checkpointing=Msg("models.ckpt_on" if checkpointing else "models.ckpt_off", why=why),
+                  threads=Msg("models.plan_threads", n=threads) if threads else "")
     return {"device": "cuda" if device.cuda else "cpu", "precision": precision,
             "bf16": precision == "bf16", "fp16": precision == "fp16",
-            "gradient_checkpointing": checkpointing, "reason": reason}
+            "gradient_checkpointing": checkpointing, "threads": threads, "reason": reason, "summary": summary}
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):

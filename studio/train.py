@@ -41,7 +41,8 @@ from studio.data import report_messages, training_splits, write_jsonl, write_man
 from studio.errors import UserError
 from studio.formats import to_dataset
 from studio.i18n import Msg, t
-from studio.models import device_plan, load_model, peft_config_for
+from studio.estimate import device_plan_for
+from studio.models import load_model, peft_config_for
 from studio.recorder import RunRecorder
 from studio.runs import Run
 
@@ -193,7 +194,7 @@ def eval_sample(eval_ds, seed: int):
 def build_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, plan: dict | None = None):
     """Load the model and data for cfg and return (trainer, RunRecorder), ready to train:
     TRL's SFTTrainer, or its DPOTrainer for the dpo stage (studio.train_dpo)."""
-    plan = plan or device_plan(cfg.train, cfg.method.method)
+    plan = plan or device_plan_for(cfg)
     if cfg.method.stage == "dpo":
         from studio.train_dpo import build_dpo_trainer
 
@@ -215,14 +216,14 @@ def load_for_training(cfg: StudioConfig, run: Run, plan: dict):
 
 
 def build_sft_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, plan: dict):
-    from trl import SFTTrainer
+    from studio.answer_loss import AnswerLossSFTTrainer, answer_loss_applies
 
     model, tokenizer = load_for_training(cfg, run, plan)
     run.update_status(phase="preparing data", message=Msg("train.preparing_data"))
     train_ds, eval_ds = prepare_data(cfg, run, tokenizer)
     eval_ds = eval_sample(eval_ds, cfg.train.seed)
     recorder = RunRecorder(run, stop_event)
-    trainer = SFTTrainer(
+    trainer = AnswerLossSFTTrainer(
         model=model,
         args=build_sft_config(cfg, run, plan, len(train_ds), len(eval_ds) if eval_ds is not None else 0),
         train_dataset=train_ds,
@@ -232,6 +233,9 @@ def build_sft_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, 
         callbacks=trainer_callbacks(cfg, recorder),
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to the run folder, not stdout
+    # On CPUs the LM head runs on the trained tokens only (the same loss, less work).
+    trainer.answer_loss = answer_loss_applies(trainer.model, plan["device"], cfg.method.method)
+    run.log(f"loss: LM head on {'trained tokens only' if trainer.answer_loss else 'every position (TRL)'}")
     return trainer, recorder
 
 
@@ -248,7 +252,11 @@ def run_training(run: Run, stop_event: threading.Event, resume_from: str | None 
     datasets.disable_progress_bars()
     transformers.utils.logging.disable_progress_bar()
     cfg = run.config()
-    plan = device_plan(cfg.train, cfg.method.method)
+    plan = device_plan_for(cfg)
+    if plan.get("threads"):  # torch would size its pool from the host's cores, not the CPUs we may use
+        import torch
+
+        torch.set_num_threads(plan["threads"])
     if stop_event.is_set():
         return {"message": Msg("train.stopped_before")}
     trainer, recorder = build_trainer(cfg, run, stop_event, plan)

@@ -150,20 +150,20 @@ def data_check_text(report: dict | None, plan: dict | None, lang: str | None = N
         lines.append(render(summary, lang) if summary else t(
             "ui.train.data_check", lang, rows=report.get("rows", "?"), usable=report.get("usable", "?"),
             format=report.get("format", "?")))
-    reason = (plan or {}).get("reason")
-    if reason:
-        lines.append(render(reason, lang))
+    chosen = (plan or {}).get("summary") or (plan or {}).get("reason")  # precision, checkpointing, threads
+    if chosen:
+        lines.append(render(chosen, lang))
     return "\n\n".join(lines)
 
 
 def check_data(cfg: StudioConfig) -> tuple[dict | None, dict | None]:
     """The data engineer's check and the device plan, for the form's current settings."""
-    from studio import data, models
+    from studio import data, estimate
 
     report = data.check_training_data(cfg)
     plan = None
     try:
-        plan = models.device_plan(cfg.train, cfg.method.method)
+        plan = estimate.device_plan_for(cfg)
     except Exception:  # a precision problem is flagged by Start, next to its field
         plan = None
     return report, plan

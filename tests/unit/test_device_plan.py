@@ -5,12 +5,12 @@ import pytest
 from studio.config import TrainSection
 from studio.errors import UserError
 from studio.i18n import render
-from studio.models import DeviceCapability, cpu_flags, detect_device, device_plan
+from studio.models import DeviceCapability, cpu_flags, detect_device, device_plan, usable_cpus
 
 AVX2_EPYC = DeviceCapability(cpu_capability="AVX2")
 AVX512_NO_BF16 = DeviceCapability(cpu_capability="AVX512")
 AMX_XEON = DeviceCapability(cpu_capability="AVX512", cpu_flags=frozenset({"avx512_bf16", "amx_bf16"}))
-A100 = DeviceCapability(cuda=True, gpu_name="NVIDIA A100", gpu_compute_capability=(8, 0))
+A100 = DeviceCapability(cuda=True, gpu_name="NVIDIA A100", gpu_compute_capability=(8, 0), gpu_memory=80 * 2**30)
 T4 = DeviceCapability(cuda=True, gpu_name="Tesla T4", gpu_compute_capability=(7, 5))
 
 
@@ -18,20 +18,54 @@ def plan(device, **train):
     return device_plan(TrainSection(**train), "lora", device=device)
 
 
-@pytest.mark.parametrize("cpu", [AVX2_EPYC, AVX512_NO_BF16, AMX_XEON])
-def test_a_cpu_trains_in_fp32_without_checkpointing(cpu):
+@pytest.mark.parametrize("cpu", [AVX2_EPYC, AVX512_NO_BF16])
+def test_a_cpu_that_emulates_bf16_trains_in_fp32_without_checkpointing(cpu):
     p = plan(cpu)
     assert (p["device"], p["precision"], p["bf16"], p["fp16"]) == ("cpu", "fp32", False, False)
     assert p["gradient_checkpointing"] is False
 
 
-def test_the_plan_says_why_fp32_on_a_cpu_with_and_without_native_bf16():
+def test_a_cpu_with_native_bf16_trains_in_bf16_except_qlora():
+    p = plan(AMX_XEON)
+    assert (p["device"], p["precision"], p["bf16"], p["fp16"]) == ("cpu", "bf16", True, False)
+    assert p["gradient_checkpointing"] is False
+    q = device_plan(TrainSection(), "qlora", device=AMX_XEON)
+    assert q["precision"] == "fp32" and q["reason"].code == "models.plan_cpu_qlora_fp32"
+
+
+def test_the_plan_says_why_on_a_cpu_with_and_without_native_bf16():
     with_bf16, without = plan(AMX_XEON)["reason"], plan(AVX2_EPYC)["reason"]
     assert with_bf16.code == "models.plan_cpu_native_bf16"
     assert without.code == "models.plan_cpu_no_bf16"
     for lang in ("en", "zh"):
         assert "AVX2" in render(without, lang) and "fp32" in render(without, lang)
-    assert "not measured" in render(with_bf16, "en")
+        assert "bf16" in render(with_bf16, lang)
+
+
+def test_the_one_line_summary_names_precision_checkpointing_and_threads():
+    p = device_plan(TrainSection(), "lora", device=DeviceCapability(cpu_capability="AVX2", cpu_threads=3))
+    assert p["threads"] == 3
+    for lang in ("en", "zh"):
+        line = render(p["summary"], lang)
+        assert "fp32" in line and "3" in line and "\n" not in line
+    assert "Gradient checkpointing off" in render(p["summary"], "en")
+    assert plan(A100)["threads"] is None  # GPU runs leave torch's CPU threads alone
+
+
+def test_gpu_checkpointing_turns_on_only_when_the_estimate_needs_it():
+    def ckpt(need):
+        return device_plan(TrainSection(), "lora", device=A100, memory_need=need)["gradient_checkpointing"]
+
+    assert ckpt(None) is True  # unknown: the safe side
+    assert ckpt(10 * 2**30) is False  # fits easily: no recomputation
+    assert ckpt(70 * 2**30) is True  # above 80 % of 80 GB
+    assert device_plan(TrainSection(), "prefix", device=A100, memory_need=70 * 2**30)["gradient_checkpointing"] is False
+
+
+def test_usable_cpus_is_within_what_the_os_allows():
+    import os
+
+    assert 1 <= usable_cpus() <= len(os.sched_getaffinity(0))
 
 
 def test_bf16_chosen_on_a_cpu_without_native_bf16_is_allowed_but_warned():
@@ -51,7 +85,7 @@ def test_an_ampere_gpu_gets_bf16_and_an_older_gpu_fp16():
     assert (new["device"], new["precision"], new["bf16"], new["fp16"]) == ("cuda", "bf16", True, False)
     assert (old["device"], old["precision"], old["bf16"], old["fp16"]) == ("cuda", "fp16", False, True)
     assert "A100" in render(new["reason"], "en") and "T4" in render(old["reason"], "zh")
-    assert new["gradient_checkpointing"] and old["gradient_checkpointing"]
+    assert new["gradient_checkpointing"] and old["gradient_checkpointing"]  # memory need unknown
 
 
 def test_bf16_on_an_old_gpu_is_refused():
