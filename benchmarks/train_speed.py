@@ -12,7 +12,8 @@ with cosine decay, seed 42, the loss on the answers.
 
 - `studio`: `python -m studio train` with the studio's own defaults for the machine (precision,
   loss path, threads, checkpoints): what a user gets. Its wall time is measured too.
-- `trl`: the script a user would write: SFTTrainer, fp32, nothing else set.
+- `trl`: the script a user would write: SFTTrainer, fp32 and no gradient checkpointing (TRL's
+  defaults would turn on bf16 autocast and checkpointing, both slower on a CPU), nothing else set.
 - `llamafactory`: `llamafactory-cli train` from a separate environment (it pins other library
   versions), gradient checkpointing off to match; skipped without --llamafactory.
 
@@ -129,7 +130,9 @@ def side_trl(model_dir: str, records: str, out: str) -> None:
                      learning_rate=s["learning_rate"], lr_scheduler_type=s["lr_scheduler"], warmup_steps=s["warmup"],
                      max_length=s["max_length"], logging_steps=1, save_strategy="no", report_to="none",
                      seed=s["seed"], use_cpu=True, disable_tqdm=True,
-                     bf16=False)  # fp32 (TRL turns bf16 autocast on by default, emulated on many CPUs)
+                     # fp32 and no checkpointing, as in the table: TRL's own defaults turn on
+                     # bf16 autocast (emulated on many CPUs) and gradient checkpointing (recomputation)
+                     bf16=False, activation_checkpointing=False)
     trainer = SFTTrainer(model=AutoModelForCausalLM.from_pretrained(model_dir), args=args,
                          train_dataset=load_dataset("json", data_files=records, split="train"),
                          processing_class=AutoTokenizer.from_pretrained(model_dir),
@@ -176,8 +179,8 @@ def measure_llamafactory(cli: str, model_dir: Path, files: dict, out: Path) -> d
               "overwrite_output_dir": True, "disable_gradient_checkpointing": True, "bf16": False,
               "plot_loss": False}
     out.mkdir(parents=True, exist_ok=True)
-    (out / "recipe.json").write_text(json.dumps(recipe))
-    wall, rss, _ = run_child([cli, "train", str(out / "recipe.json")], env={"CUDA_VISIBLE_DEVICES": ""})
+    (out / "recipe.yaml").write_text(json.dumps(recipe))  # JSON is YAML; its .json reader is broken in 0.9.5
+    wall, rss, _ = run_child([cli, "train", str(out / "recipe.yaml")], env={"CUDA_VISIBLE_DEVICES": ""})
     results = json.loads((out / "train_results.json").read_text())
     log = [json.loads(line) for line in (out / "trainer_log.jsonl").read_text().splitlines() if line.strip()]
     return {"train_s": results["train_runtime"], "wall_s": wall, "rss": rss,
