@@ -30,9 +30,11 @@ CHUNK = 4096
 _HEAD_CHANGING_CONFIG = ("final_logit_softcapping", "logit_scale", "output_router_logits")
 
 
-def answer_loss_applies(model, device: str, method: str) -> bool:
-    """The fast path is for CPU runs of a plain causal LM (GPU runs get TRL's compacted head)."""
-    if device != "cpu" or method in ("prefix", "prompt"):
+def answer_loss_applies(model, device: str, method: str, processes: int = 1) -> bool:
+    """The fast path is for single-process CPU runs of a plain causal LM (GPU runs get TRL's
+    compacted head). With several processes the model is wrapped (DDP): calling its backbone
+    directly would skip the wrapper's forward, and with it the gradient all-reduce."""
+    if device != "cpu" or method in ("prefix", "prompt") or processes > 1:
         return False
     base = model.get_base_model() if hasattr(model, "get_base_model") else model
     config = base.config.get_text_config()

@@ -6,6 +6,7 @@
     studio train recipes/demo.yaml epochs=2 learning_rate=1e-4
     studio train --resume RUN_ID [max_steps=200]   # go on from the last complete checkpoint
     studio runs [--json]
+    studio runs compare|export|rename|delete …     # see studio/cli_runs.py
 
 Every command takes `--home DIR` (or `$STUDIO_HOME`). User errors — bad flags included — print
 one line `error: …` and exit 2; a training run that fails or is stopped exits 1. Launch flags
@@ -78,9 +79,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--resume", metavar="RUN_ID", default=None, help=t("resume.help_resume"))
     train.add_argument("--estimate", action="store_true", help=t("estimate.cli_help"))
 
-    runs = sub.add_parser("runs", help=t("cli.help_runs"))
+    runs = sub.add_parser("runs", help=t("cli.help_runs"), description=t("compare.cli_help"))
     _add_home(runs)
     runs.add_argument("--json", action="store_true", help=t("cli.help_json"))
+    from studio.cli_runs import add_subcommands
+
+    add_subcommands(runs, _add_home)  # studio runs compare|export|rename|delete
     for module in _command_modules():
         module.add_commands(sub, _add_home)
     return parser
@@ -105,6 +109,7 @@ def _command_modules():
 
 
 def cmd_ui(args, home) -> int:
+    from studio.demo_mode import demo_limits
     from studio.security import LaunchPolicy
 
     for name, default in UI_DEFAULTS.items():
@@ -113,7 +118,7 @@ def cmd_ui(args, home) -> int:
     policy = LaunchPolicy.for_launch(
         host=args.host, share=args.share, allow_remote_code=args.allow_remote_code,
         model_dirs=args.model_dirs, max_upload=args.max_upload, auth=args.auth,
-        allowed_hosts=args.allowed_hosts)
+        allowed_hosts=args.allowed_hosts, demo=demo_limits())  # $STUDIO_DEMO, on by default on a Space
     from studio.jobs import stop_jobs_on_sigterm
     from studio.ui.app import launch
 
@@ -232,12 +237,17 @@ def _train_and_report(args, home, jobs, cfg, run=None) -> int:
 
 
 def cmd_runs(args, home) -> int:
+    from studio.compare import run_label
     from studio.i18n import t
     from studio.runs import RunStore
 
+    if getattr(args, "runs_command", None):
+        from studio.cli_runs import run_subcommand
+
+        return run_subcommand(args, home)
     store = RunStore(home)
     store.recover_crashed()  # runs left 'running' by a dead process show as crashed here too
-    rows = store.list()
+    rows = [{**run.summary(), "label": run_label(run)} for run in store.all()]  # a rename's label wins
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0
@@ -250,7 +260,8 @@ def cmd_runs(args, home) -> int:
         loss = f"{r['final_loss']:.4f}" if isinstance(r["final_loss"], float) else "-"
         secs = f"{r['seconds']:.0f}" if r["seconds"] else "-"
         state = t("state." + r["state"]) if r["state"] else "-"
-        print(f"{r['id']:42} {state:10} {r['method']:7} {loss:>8} {secs:>7}  {os.path.basename(r['data'])}")
+        label = f"  · {r['label']}" if r["label"] else ""
+        print(f"{r['id']:42} {state:10} {r['method']:7} {loss:>8} {secs:>7}  {os.path.basename(r['data'])}{label}")
     return 0
 
 
@@ -258,9 +269,11 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     command = args.command or "ui"
     try:
+        from studio.demo_mode import persistent_home
         from studio.paths import studio_home
 
-        home = studio_home(getattr(args, "home", None))
+        # On a Space with persistent storage (and no $STUDIO_HOME) the runs live under /data.
+        home = studio_home(getattr(args, "home", None) or persistent_home())
         commands = {"ui": cmd_ui, "train": cmd_train, "runs": cmd_runs}
         for module in _command_modules():
             commands.update(module.COMMANDS)

@@ -115,8 +115,11 @@ class TrainSection:
     neftune_alpha: float = setting(0.0, min=0.0, max=100.0)
     packing: bool = setting(False)
     save_total_limit: int = setting(3, min=1)
+    report_to: str = setting("none")  # "none" or tracker names, commas between (studio.trackers)
     precision: str = setting("auto", choices=["auto", "fp32", "bf16", "fp16"])
     gradient_checkpointing: str = setting("auto", choices=["auto", "on", "off"])
+    processes: int = setting(1, min=1, max=64)  # > 1: torchrun / accelerate launch (studio.distributed)
+    distributed: str = setting("ddp", choices=["ddp", "fsdp", "zero2", "zero3"])
     seed: int = setting(42, min=0)
 
 
@@ -333,6 +336,10 @@ def validate(cfg: StudioConfig) -> dict[str, Msg]:
         problems["data.path"] = Msg("config.choose_data")
     problems.update(_library_problems(cfg))
     problems.update(_control_problems(cfg))
+    from studio.trackers import report_to_problem  # (asks importlib which trackers are installed)
+
+    if (tracker := report_to_problem(cfg.train.report_to)) is not None:
+        problems["train.report_to"] = tracker
     if cfg.method.method == "prefix" and cfg.train.gradient_checkpointing == "on":
         # prefix tuning's virtual tokens are a key/value cache that checkpointed layers drop
         problems["train.gradient_checkpointing"] = Msg("peftm.prefix_no_checkpointing")

@@ -173,6 +173,9 @@ class JobManager:
         """Everything that can be checked before a run exists: all bad settings at once
         (UserErrors), the model (config.json only), then the data. Returns the data report."""
         _validate(cfg)
+        from studio.distributed import check_launch
+
+        check_launch(cfg)  # a process count or strategy this machine cannot run
         _wait_for_warm_up()
         check_model(cfg.model)
         from studio import data
@@ -201,20 +204,29 @@ class JobManager:
             summary = (report or {}).get("summary")
             if summary is not None:
                 run.log(str(summary))
-            return self._launch(run, run_training)
+            return self._launch(run, self.work_for(cfg))
 
     def resume(self, run: Run, overrides=()) -> dict:
         """Resume a crashed, stopped or failed run from its last complete checkpoint, in the same
         folder (studio.resume). Refusals raise UserError and change nothing. Returns the plan."""
-        import functools
-
         from studio.resume import prepare_resume
 
         with self._lock:
             self._refuse_if_busy()
             plan = prepare_resume(run, overrides)
-            self._launch(run, functools.partial(run_training, resume_from=plan["checkpoint"]))
+            self._launch(run, self.work_for(run.config(), resume_from=plan["checkpoint"]))
             return plan
+
+    def work_for(self, cfg: StudioConfig, resume_from: str | None = None):
+        """Training in this process's job thread, or, for `train.processes` > 1, in a process tree
+        that this thread starts and follows through the run folder (studio.distributed)."""
+        import functools
+
+        if cfg.train.processes > 1:
+            from studio.distributed import processes_work
+
+            return processes_work(self.store.root.parent, resume_from)
+        return functools.partial(run_training, resume_from=resume_from) if resume_from else run_training
 
     def submit(self, run: Run, work) -> Run:
         """Run `work(run, stop_event)` on an existing run folder in the background."""

@@ -16,6 +16,7 @@ QLoRA 4-bit on a CPU leaves the linear layers that bitsandbytes' packed CPU kern
 
 from __future__ import annotations
 
+import os
 import re
 import threading
 from dataclasses import dataclass
@@ -143,7 +144,8 @@ def detect_device() -> DeviceCapability:
         gpu_compute_capability=tuple(torch.cuda.get_device_capability(0)) if cuda else None,
         cpu_capability=torch.backends.cpu.get_cpu_capability(),
         cpu_flags=frozenset(cpu_flags() & set(CPU_BF16_FLAGS)),
-        cpu_threads=usable_cpus(),
+        # Several training processes on one machine (torchrun) share its CPUs.
+        cpu_threads=max(1, usable_cpus() // max(1, int(os.environ.get("LOCAL_WORLD_SIZE", "1")))),
         gpu_memory=torch.cuda.get_device_properties(0).total_memory if cuda else 0)
 
 
@@ -152,8 +154,6 @@ def usable_cpus() -> int:
 
     torch sizes its thread pool from the host's cores, not from a container's quota; on a
     2-CPU container of a 64-core host it would run 32 threads that fight over 2 CPUs."""
-    import os
-
     count = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     try:  # cgroup v2: "max 100000" (no quota) or "<quota> <period>"
         quota, period = Path("/sys/fs/cgroup/cpu.max").read_text().split()[:2]

@@ -80,7 +80,9 @@ class RunRecorder(TrainerCallback):
 
     def _stop_requested(self, args) -> bool:
         """The stop flag; with several processes every rank must stop at the same step."""
-        stop = self.stop_event.is_set()
+        # A request file in the run folder is how a job manager in another process says Stop
+        # (studio.distributed); a stat per step is all it costs.
+        stop = self.stop_event.is_set() or self.run.stop_requested()
         if _distributed_world() > 1:
             import torch
             import torch.distributed as dist
@@ -88,8 +90,8 @@ class RunRecorder(TrainerCallback):
             flag = torch.tensor([1 if stop else 0], device=args.device)
             dist.all_reduce(flag, op=dist.ReduceOp.MAX)
             stop = bool(flag.item())
-            if stop:
-                self.stop_event.set()
+        if stop:  # the job then ends `stopped`, whichever process or file asked for it
+            self.stop_event.set()
         return stop
 
     def on_evaluate(self, args, state, control, **kwargs):

@@ -188,6 +188,17 @@ class Run:
         _unsaved.pop(str(self.path), None)
         return status
 
+    STOP_FILE = "stop_requested"  # Stop for a run trained by other processes (studio.distributed)
+
+    def request_stop(self) -> None:
+        (self.path / self.STOP_FILE).touch()
+
+    def stop_requested(self) -> bool:
+        return (self.path / self.STOP_FILE).exists()
+
+    def clear_stop_request(self) -> None:
+        (self.path / self.STOP_FILE).unlink(missing_ok=True)
+
     def message(self, lang: str | None = None, status: dict | None = None) -> str:
         """The status message in the reader's language."""
         return status_message(self.status() if status is None else status, lang)

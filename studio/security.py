@@ -20,7 +20,7 @@ import os
 import re
 import socket
 import tempfile
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -90,6 +90,7 @@ class LaunchPolicy:
     max_upload_bytes: int = DEFAULT_MAX_UPLOAD
     auth: tuple[str, str] | None = field(default=None, repr=False)
     allowed_hosts: tuple[str, ...] = ()
+    demo: object | None = None  # studio.demo_mode.DemoLimits when strangers share the studio
 
     @property
     def exposed(self) -> bool:
@@ -99,8 +100,9 @@ class LaunchPolicy:
     @classmethod
     def for_launch(cls, host: str = "127.0.0.1", share: bool = False, allow_remote_code: bool = False,
                    model_dirs=(), max_upload: str | int = DEFAULT_MAX_UPLOAD, auth: str | None = None,
-                   allowed_hosts=()) -> "LaunchPolicy":
-        """Validate the launch flags (UserError on a bad one); auth falls back to $STUDIO_AUTH."""
+                   allowed_hosts=(), demo=None) -> "LaunchPolicy":
+        """Validate the launch flags (UserError on a bad one); auth falls back to $STUDIO_AUTH.
+        `demo` (studio.demo_mode.demo_limits()) caps the upload size too."""
         folders = []
         for folder in model_dirs or ():
             path = Path(folder).expanduser()
@@ -108,10 +110,13 @@ class LaunchPolicy:
                 raise UserError("security.model_dir_missing", folder=str(folder))
             folders.append(path.resolve())
         auth_text = auth or os.environ.get(AUTH_ENV)
-        return cls(host=host, share=share, allow_remote_code=allow_remote_code,
-                   model_dirs=tuple(folders), max_upload_bytes=parse_size(max_upload),
-                   auth=parse_auth(auth_text) if auth_text else None,
-                   allowed_hosts=tuple(h.lower() for h in allowed_hosts or ()))
+        policy = cls(host=host, share=share, allow_remote_code=allow_remote_code,
+                     model_dirs=tuple(folders), max_upload_bytes=parse_size(max_upload),
+                     auth=parse_auth(auth_text) if auth_text else None,
+                     allowed_hosts=tuple(h.lower() for h in allowed_hosts or ()), demo=demo)
+        if demo is not None:
+            policy = replace(policy, max_upload_bytes=min(policy.max_upload_bytes, demo.max_upload_bytes))
+        return policy
 
     def warning(self) -> str | None:
         """A code for the line printed at launch when the studio is exposed without a login."""

@@ -25,6 +25,7 @@ that is removed at the end.
 from __future__ import annotations
 
 import argparse
+import functools
 import math
 import os
 import shutil
@@ -45,6 +46,7 @@ from studio.estimate import device_plan_for
 from studio.models import load_model, peft_config_for
 from studio.recorder import RunRecorder
 from studio.runs import Run
+from studio.trackers import reporting, training_kwargs
 
 EVAL_ROWS = 200  # eval loss is measured on at most this many validation rows (a seeded sample)
 EVALS_PER_RUN = 10  # and at most about this many times a run
@@ -106,7 +108,7 @@ def training_arguments(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_
         activation_checkpointing=plan["gradient_checkpointing"],  # transformers 5 name
         seed=t.seed,
         ddp_find_unused_parameters=False,  # every trainable weight is used; saves a graph walk
-        report_to="none",
+        **training_kwargs(cfg, run),  # report_to: the trackers of train.report_to, or "none"; run_name = run id
         disable_tqdm=True,
         dataset_num_proc=None,
     )
@@ -234,7 +236,8 @@ def build_sft_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, 
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to the run folder, not stdout
     # On CPUs the LM head runs on the trained tokens only (the same loss, less work).
-    trainer.answer_loss = answer_loss_applies(trainer.model, plan["device"], cfg.method.method)
+    trainer.answer_loss = answer_loss_applies(trainer.model, plan["device"], cfg.method.method,
+                                              trainer.accelerator.num_processes)
     run.log(f"loss: LM head on {'trained tokens only' if trainer.answer_loss else 'every position (TRL)'}")
     return trainer, recorder
 
@@ -259,17 +262,18 @@ def run_training(run: Run, stop_event: threading.Event, resume_from: str | None 
         torch.set_num_threads(plan["threads"])
     if stop_event.is_set():
         return {"message": Msg("train.stopped_before")}
-    trainer, recorder = build_trainer(cfg, run, stop_event, plan)
-    if stop_event.is_set():
-        return {"message": Msg("train.stopped_before")}
-    if resume_from:
-        run.log(f"resumed from {Path(resume_from).name}")
-        # TRL counts trained tokens from 0 in each process: go on from the count the kept metrics
-        # end with, so `tokens` keeps rising and tokens/s is not measured against the old total.
-        kept = [e.get("tokens") for e in run.read_metrics() if isinstance(e.get("tokens"), int)]
-        if kept and hasattr(trainer, "_total_train_tokens"):
-            trainer._total_train_tokens = recorder._last_tokens = kept[-1]
-    trainer.train(resume_from_checkpoint=resume_from or None)
+    with reporting(cfg, run):  # the trackers of train.report_to point at this run (runs/<id>/trackers.json)
+        trainer, recorder = build_trainer(cfg, run, stop_event, plan)
+        if stop_event.is_set():
+            return {"message": Msg("train.stopped_before")}
+        if resume_from:
+            run.log(f"resumed from {Path(resume_from).name}")
+            # TRL counts trained tokens from 0 in each process: go on from the count the kept metrics
+            # end with, so `tokens` keeps rising and tokens/s is not measured against the old total.
+            kept = [e.get("tokens") for e in run.read_metrics() if isinstance(e.get("tokens"), int)]
+            if kept and hasattr(trainer, "_total_train_tokens"):
+                trainer._total_train_tokens = recorder._last_tokens = kept[-1]
+        trainer.train(resume_from_checkpoint=resume_from or None)
     run.update_status(phase="saving", message=Msg("train.saving"), training_ended_at=time.time())
     out_dir = run.path / ("adapter" if is_adapter_method(cfg.method.method) else "model")
     trainer.save_model(str(out_dir))
@@ -301,6 +305,13 @@ def _share_run_id(run_id: str | None) -> str | None:
     return box[0]
 
 
+def existing_run(store, run_id: str) -> Run:
+    try:
+        return store.get(run_id)
+    except KeyError:
+        raise UserError("train.unknown_run_id", run=run_id, home=str(store.root.parent)) from None
+
+
 def main(argv: list[str] | None = None) -> int:
     """`python -m studio.train RECIPE [key=value …] [--home DIR]`, alone or under torchrun/accelerate."""
     from studio.config import from_command_line
@@ -311,7 +322,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m studio.train", description=t("train.main_help"))
     parser.add_argument("items", nargs="*", metavar="RECIPE.yaml | key=value")
     parser.add_argument("--home", default=None, help=t("train.home_help"))
+    parser.add_argument("--run-id", default=None, help=t("train.run_id_help"))
+    parser.add_argument("--resume-from", default=None, help=t("train.resume_from_help"))
     args = parser.parse_args(argv)
+    if args.resume_from:
+        work = functools.partial(work, resume_from=args.resume_from)
     rank, world = _rank_and_world()
     if world > 1:
         from accelerate import PartialState
@@ -319,12 +334,17 @@ def main(argv: list[str] | None = None) -> int:
         PartialState()  # joins the process group torchrun / accelerate launch set up (gloo on CPU)
     scratch = None
     try:
-        cfg = from_command_line(args.items)
+        store = RunStore(studio_home(args.home))
+        # --run-id: the studio's job manager checked the settings and made the folder; train into it.
+        cfg = existing_run(store, args.run_id).config() if args.run_id else from_command_line(args.items)
         if rank == 0:
-            jobs = JobManager(RunStore(studio_home(args.home)))
+            jobs = JobManager(store)
             try:
-                jobs.check(cfg)
-                run = jobs.create(cfg)
+                if args.run_id:
+                    run = existing_run(store, args.run_id)
+                else:
+                    jobs.check(cfg)
+                    run = jobs.create(cfg)
             except UserError:
                 if world > 1:
                     _share_run_id(None)  # the other ranks stop too

@@ -6,6 +6,9 @@
     path = ws.resolve_user_path("demo-en", "data")  # a path from the network, checked
     ws.jobs.stop()
 
+In demo mode (`policy.demo`, studio/demo_mode.py) `store` and `jobs` show each visitor only their
+own runs, uploads go to a folder per visitor, and `admit` enforces the model-size and step caps.
+
 The UI and the HTTP API share one Workspace per process, so a second start is refused whether
 it comes from the button, a second tab or a script. Everything the network sends that names a
 file or a folder goes through `resolve_user_path`, and every start through `start`: together they
@@ -14,6 +17,7 @@ are the studio's boundary (see studio/security.py for why each rule exists).
 
 from __future__ import annotations
 
+import os
 import re
 import shutil
 from pathlib import Path
@@ -29,6 +33,7 @@ UPLOAD_TYPES = (".json", ".jsonl", ".csv", ".tsv", ".parquet", ".txt")
 # A Hub id: 'name' or 'owner/name', never a path (no leading '.', '/' or '~', no '..').
 HUB_ID = re.compile(r"[A-Za-z0-9][\w.-]*(/[A-Za-z0-9][\w.-]*)?")
 PATH_KINDS = ("data", "model")
+OFF_IN_DEMO = {"export": "demo.export_off"}  # what demo mode turns off -> the sentence that says so
 
 
 class Workspace:
@@ -36,8 +41,17 @@ class Workspace:
         self.home = Path(home)
         use_home_caches(self.home)
         self.policy = policy or LaunchPolicy()
+        self.demo = self.policy.demo  # studio.demo_mode.DemoLimits, or None
         self.store = RunStore(self.home)
-        self.jobs = JobManager(self.store)
+        self.visitors = None
+        if self.demo is not None:  # strangers share this studio: each sees only their own runs
+            from studio.demo_mode import DemoJobManager, ScopedRunStore, Visitors
+
+            self.visitors = Visitors()  # the UI tells it how to find the current session
+            self.store = ScopedRunStore(self.store, self.visitors)
+            self.jobs = DemoJobManager(self.store, self.demo)
+        else:
+            self.jobs = JobManager(self.store)
         self.uploads = self.home / "uploads"
         self.crashed = self.store.recover_crashed()
 
@@ -66,7 +80,21 @@ class Workspace:
                 self.resolve_user_path(ref, "data")
             except UserError as exc:  # said next to the mix field, not the dataset field
                 raise UserError(exc.msg, key="data.mix") from None
+        if self.demo is not None:  # model size and steps caps, before any weights load
+            from studio.demo_mode import check_config
+
+            check_config(cfg, self.demo, self.policy.allow_remote_code)
         return cfg
+
+    def for_visitor(self, fn):
+        """`fn` acting for the current visitor when called from a background thread (a sweep's
+        trials are theirs); `fn` itself outside demo mode."""
+        return self.visitors.bind(fn) if self.visitors is not None else fn
+
+    def refuse_in_demo(self, feature: str) -> None:
+        """UserError when demo mode turns `feature` off ('export': disk export and Hub push)."""
+        if self.demo is not None:
+            raise UserError(OFF_IN_DEMO[feature])
 
     def resolve_user_path(self, text: str, kind: str = "data") -> str:
         """A dataset or model named by a network caller -> what the backend may load, or UserError.
@@ -97,12 +125,27 @@ class Workspace:
             if any(is_within(resolved, folder) for folder in upload_folders(self.home)):
                 raise UserError("security.upload_not_model", key=key, path=text)
             allowed = [ASSETS, self.home / "runs", *self.policy.model_dirs]
+            if not self._visitor_may_read(resolved):
+                raise UserError("security.path_not_allowed", key=key, path=text)
             if not self.policy.exposed or any(is_within(resolved, f) for f in allowed):
                 return resolved
             raise UserError("security.model_dir_required", key=key, path=text)
-        if any(is_within(resolved, folder) for folder in (self.home, ASSETS)):
+        readable = any(is_within(resolved, folder) for folder in (self.home, ASSETS))
+        if readable and self._visitor_may_read(resolved):
             return resolved
         raise UserError("security.path_not_allowed", key=key, path=text)
+
+    def _visitor_may_read(self, path: str) -> bool:
+        """In demo mode, another visitor's uploads and runs are not this visitor's to read."""
+        if self.demo is None:
+            return True
+        if is_within(path, self.uploads):
+            return is_within(path, self.upload_folder())
+        runs = self.home / "runs"
+        if is_within(path, runs) and os.path.realpath(path) != os.path.realpath(runs):
+            run_id = Path(os.path.relpath(os.path.realpath(path), os.path.realpath(runs))).parts[0]
+            return self.has_run(run_id)
+        return True
 
     def library(self):
         """The prepared datasets of this home (studio.library.Library)."""
@@ -117,10 +160,20 @@ class Workspace:
         except KeyError:
             return False
 
+    def upload_folder(self) -> Path:
+        """Where uploads go: <home>/uploads/, in demo mode a folder per visitor below it."""
+        visitor = self.visitors.current() if self.visitors is not None else None
+        if visitor is None:
+            return self.uploads
+        from studio.demo_mode import owner_key
+
+        return self.uploads / owner_key(visitor)
+
     def uploaded_datasets(self) -> list[str]:
-        if not self.uploads.is_dir():
+        folder = self.upload_folder()
+        if not folder.is_dir():
             return []
-        return sorted(str(p) for p in self.uploads.iterdir() if p.suffix.lower() in UPLOAD_TYPES)
+        return sorted(str(p) for p in folder.iterdir() if p.is_file() and p.suffix.lower() in UPLOAD_TYPES)
 
     def save_upload(self, temp_path: str) -> str:
         """Copy a browser upload into <home>/uploads/ under a safe name; returns the new path.
@@ -133,9 +186,15 @@ class Workspace:
             raise UserError("security.upload_type", name=source.name)
         if not any(is_within(source, folder) for folder in upload_folders(self.home)[1:]):
             raise UserError("security.path_not_allowed", path=str(temp_path))
-        self.uploads.mkdir(parents=True, exist_ok=True)
+        if source.stat().st_size > self.policy.max_upload_bytes:  # Gradio checks too; a client may not
+            from studio.estimate import human_bytes
+
+            raise UserError("demo.upload_too_big", name=source.name,
+                            cap=human_bytes(self.policy.max_upload_bytes))
+        folder = self.upload_folder()
+        folder.mkdir(parents=True, exist_ok=True)
         name = re.sub(r"[^A-Za-z0-9._-]+", "_", source.name).lstrip(".") or "data.json"
-        target = self.uploads / name
+        target = folder / name
         shutil.copyfile(source, target)
         return str(target)
 

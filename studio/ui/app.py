@@ -10,10 +10,16 @@ hidden from the API; the public endpoints (`/start_run`, `/stop_run`, `/run_stat
 `/chat` answers a message after a chat history with the base model or a finished run
 (`/chat_stream` streams it, with every chat setting). Every
 word on the page comes from the translation table (studio/ui/texts.py), in English or Chinese.
+
+In demo mode (studio/demo_mode.py, e.g. on a Hugging Face Space) a banner states the caps, each
+browser signs in with a token kept in its localStorage before the tabs load (so every list is
+that visitor's own), and a Space without persistent storage says that runs will not survive a
+restart.
 """
 
 from __future__ import annotations
 
+import secrets
 import sys
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -21,7 +27,7 @@ from urllib.parse import urlsplit
 import gradio as gr
 
 from studio.errors import explain
-from studio.i18n import DEFAULT, LANGUAGES, t
+from studio.i18n import DEFAULT, LANGUAGES, Msg, t
 from studio.security import AllowedHosts, HostGuard, LaunchPolicy
 from studio.ui import arena_tab, chat_tab, data_tab, evaluate_tab, runs_tab, train_tab
 from studio.ui.texts import Texts
@@ -70,16 +76,66 @@ def add_api(ws: Workspace) -> None:
         gr.api(fn, api_name=fn.__name__, concurrency_limit=None)
 
 
+def current_session() -> str | None:
+    """The session of the request being handled (None outside a request): Gradio keeps the
+    request in a context variable around every handler, so the backend's run store can ask
+    whose request it serves without each handler passing it along."""
+    from gradio.context import LocalContext
+
+    request = LocalContext.request.get(None)
+    if request is None:
+        return None
+    return getattr(request, "session_hash", None) or secrets.token_hex(16)  # no session: nobody's runs
+
+
+def add_banners(ws: Workspace, texts: Texts) -> None:
+    """Demo mode's caps, and a Space whose runs will not survive a restart (translated)."""
+    from studio.demo_mode import runs_lost_on_restart
+    from studio.estimate import human_bytes, human_count
+
+    if ws.demo is not None:
+        texts.add(gr.Markdown, value=Msg("demo.banner", params=human_count(ws.demo.max_params),
+                                         steps=ws.demo.max_steps, upload=human_bytes(ws.policy.max_upload_bytes)),
+                  elem_id="demo-banner", elem_classes="field-note")
+    if runs_lost_on_restart(ws.home):
+        texts.add(gr.Markdown, value="demo.storage_warning", elem_id="storage-warning")
+
+
+def sign_in_visitor(ws: Workspace, demo: gr.Blocks):
+    """Demo mode: the browser's visitor token (made here on its first visit, then kept in its
+    localStorage) is tied to this page's session before anything else loads. Returns the
+    event to chain the page's loads on, or None when visitors are not told apart."""
+    if ws.visitors is None:
+        return None
+    ws.visitors.session_of = current_session
+    token = gr.BrowserState("", storage_key="studio-visitor", secret="studio-visitor")
+
+    def sign_in(saved, request: gr.Request):
+        return ws.visitors.sign_in(request.session_hash or secrets.token_hex(16), saved)
+
+    return demo.load(sign_in, token, token, api_visibility="private", show_progress="hidden")
+
+
 def build_app(ws: Workspace) -> gr.Blocks:
     """The page. Every word on it comes from the translation table through one `Texts`
     registry; the language switch (remembered per browser) updates them all at once."""
+    if ws.visitors is not None:  # demo mode: the page as built is every visitor's: no one's runs in it
+        with ws.visitors.as_nobody():
+            return _page(ws)
+    return _page(ws)
+
+
+def _page(ws: Workspace) -> gr.Blocks:
     texts = Texts()
     with gr.Blocks(title="Finetune Studio") as demo:
         saved_lang = gr.BrowserState(DEFAULT, storage_key="studio-language", secret="studio-language")
+        signed_in = sign_in_visitor(ws, demo)
+        on_load = signed_in.then if signed_in is not None else demo.load  # lists after the sign-in
         with gr.Row(elem_classes="studio-header"):
             texts.add(gr.Markdown, value="ui.app.header", elem_id="studio-title")
             lang = gr.Radio([(name, code) for code, name in LANGUAGES.items()], value=DEFAULT,
                             show_label=False, container=False, elem_id="language", scale=0, min_width=220)
+        add_banners(ws, texts)
         with gr.Tabs(selected="train") as tabs:
             with texts.add(gr.Tab, label="ui.tab.data", id="data", elem_id="tab-data"):
                 data_slot = gr.Column()
@@ -111,12 +167,12 @@ def build_app(ws: Workspace) -> gr.Blocks:
             button.click(select_for_eval, [train["run_id"], lang], [tabs] + eval_outputs, api_visibility="private")
         for part in (train, runs, data, chat, arena, evaluation):
             fn, inputs, outputs = part["load"]
-            demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+            on_load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         # What will happen to the preselected data is said before the user touches anything.
         fn, inputs, outputs = train["data_check"]
-        demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        on_load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         fn, inputs, outputs = train["estimate"]
-        demo.load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
+        on_load(fn, inputs, outputs, api_visibility="private", show_progress="hidden")
         # The browser's remembered language is applied on load; a switch re-words every
         # registered component (and each tab redraws what its handlers wrote).
         demo.load(lambda code: code if code in LANGUAGES and code != DEFAULT else gr.skip(),

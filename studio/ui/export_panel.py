@@ -46,6 +46,7 @@ def export_run(ws, run_id: str, kind: str) -> tuple[Path, Path]:
     from studio.errors import UserError
     from studio.export import archive, merge_and_save, save_adapter
 
+    ws.refuse_in_demo("export")  # demo mode (a shared Space): no disk export, no Hub push
     if not run_id or not ws.has_run(run_id):
         raise UserError("chatui.export_pick_run")
     run = ws.store.get(run_id)
@@ -76,7 +77,8 @@ def snippets(ws, run_id: str, base: str, system: str) -> tuple[str, str]:
 
 
 def build(ws, texts: Texts, lang, source, base, system):
-    with texts.add(gr.Accordion, label="chatui.export_title", open=False, elem_id="export-panel"):
+    with texts.add(gr.Accordion, label="chatui.export_title", open=False, elem_id="export-panel",
+                   visible=ws.demo is None):  # demo mode: export is refused (export_run) and hidden
         texts.add(gr.Markdown, value="chatui.export_intro", elem_classes="field-note")
         with gr.Row():
             kind = texts.add(gr.Radio, choices=lambda code: [(t("chatui.export_merge", code), "merge"),
@@ -111,6 +113,7 @@ def build(ws, texts: Texts, lang, source, base, system):
         from studio.export import push_to_hub
 
         try:
+            ws.refuse_in_demo("export")
             if not run_id:
                 return say(Msg("chatui.export_pick_run"), code, warn=True), gr.skip(), ""
             if not folder or not Path(folder).is_dir() or not Path(folder).name.startswith(run_id + "-"):

@@ -4,6 +4,7 @@ The table is drawn in the page's language (headers, states, each run's status me
 status.json's code + parameters), so a run started in English reads in Chinese after a switch.
 Below it, Resume: click a row (or type a run id) and a crashed, stopped or failed run goes on from
 its last complete checkpoint (studio.resume); the plan or the refusal shows next to the button.
+Then runs compared, exported, renamed and deleted (studio/ui/runs_compare.py).
 """
 
 from __future__ import annotations
@@ -14,12 +15,16 @@ import time
 import gradio as gr
 import pandas as pd
 
+from studio.compare import run_label
 from studio.errors import explain
 from studio.evaluate import latest_summary
 from studio.i18n import Msg, t
+from studio.ui import runs_compare
 from studio.ui.texts import Texts
 
-COLUMNS = ["run", "state", "method", "model", "data", "steps", "final_loss", "eval", "time", "started", "message"]
+COLUMNS = ["run", "label", "state", "method", "model", "data", "steps", "final_loss", "eval", "time", "started",
+           "message"]
+HEADERS = {**{c: "ui.runs.col." + c for c in COLUMNS}, "label": "compare.col_label"}
 
 
 def runs_table(store, lang: str | None = None) -> pd.DataFrame:
@@ -29,7 +34,7 @@ def runs_table(store, lang: str | None = None) -> pd.DataFrame:
         state = r["state"] if r["state"] in ("queued", "running", "stopping", "stopped", "completed",
                                              "failed", "crashed") else "unknown"
         rows.append([
-            r["id"], t("state." + state, lang), r["method"],
+            r["id"], run_label(run), t("state." + state, lang), r["method"],
             os.path.basename(r["model"].rstrip("/")) if r["model"].startswith("/") else r["model"],
             os.path.basename(r["data"]),
             f"{r['step']}/{r['total_steps']}" if r["total_steps"] else str(r["step"]),
@@ -39,7 +44,7 @@ def runs_table(store, lang: str | None = None) -> pd.DataFrame:
             time.strftime("%Y-%m-%d %H:%M", time.localtime(r["created_at"])) if r["created_at"] else "",
             run.message(lang),
         ])
-    return pd.DataFrame(rows, columns=[t("ui.runs.col." + c, lang) for c in COLUMNS])
+    return pd.DataFrame(rows, columns=[t(HEADERS[c], lang) for c in COLUMNS])
 
 
 def resume_run(ctx, rid: str, lang: str | None = None) -> str:
@@ -78,7 +83,7 @@ def build(ctx, texts: Texts, lang):
     texts.add(gr.Markdown, value=Msg("ui.runs.intro", root=f"`{ctx.store.root}`"), elem_classes="tab-intro")
     # Widths leave room for the message (it wraps); short headers never break inside a word (CSS).
     table = gr.Dataframe(runs_table(ctx.store), interactive=False, wrap=True, elem_id="runs-table",
-                         column_widths=["17%", "7%", "6%", "7%", "7%", "7%", "6%", "9%", "6%", "10%", "18%"])
+                         column_widths=["15%", "8%", "6%", "6%", "7%", "7%", "6%", "6%", "8%", "6%", "9%", "16%"])
     refresh = texts.add(gr.Button, value="ui.runs.refresh", size="sm")
     seen = gr.State(())
     with gr.Row():
@@ -100,18 +105,25 @@ def build(ctx, texts: Texts, lang):
     table.select(pick, lang, [chosen, resume_note], api_visibility="private")
     resume.click(on_resume, [chosen, lang], [resume_note, table], api_visibility="private")
 
-    def poll(previous, code):
-        """Redraw only when a run was added or changed state (a stat per run, no file reads)."""
-        current = ctx.store.signature()
-        if current == previous:
-            return gr.skip(), previous
-        return runs_table(ctx.store, code), current
-
     def draw(code):
         return runs_table(ctx.store, code)
 
-    refresh.click(draw, lang, table, api_visibility="private")
+    # Below the table: chosen runs compared; one run exported, renamed or deleted.
+    lists, list_inputs, list_outputs = runs_compare.build(ctx, texts, lang, table, draw)["lists"]
+
+    def poll(previous, code, *chosen):
+        """Redraw only when a run was added or changed state (a stat per run, no file reads)."""
+        current = ctx.store.signature()
+        if current == previous:
+            return gr.skip(), previous, *(gr.skip() for _ in list_outputs)
+        return runs_table(ctx.store, code), current, *lists(code, *chosen)
+
+    def draw_all(code, *chosen):
+        return runs_table(ctx.store, code), *lists(code, *chosen)
+
+    refresh.click(draw_all, [lang] + list_inputs, [table] + list_outputs, api_visibility="private")
     texts.on_language(draw, lang, table)
-    gr.Timer(3.0).tick(poll, [seen, lang], [table, seen], api_visibility="private",
+    gr.Timer(3.0).tick(poll, [seen, lang] + list_inputs, [table, seen] + list_outputs, api_visibility="private",
                        show_progress="hidden", queue=False)
-    return {"load": (draw, [lang], [table]), "refresh": (draw, [lang], table)}
+    return {"load": (draw_all, [lang] + list_inputs, [table] + list_outputs),
+            "refresh": (draw_all, [lang] + list_inputs, [table] + list_outputs)}

@@ -167,7 +167,7 @@ def build(ctx, texts, fields: dict, lang: gr.components.Component) -> dict:
         try:
             base = ctx.admit(config_from_values(keys, list(form_values), base=initial_config()))
             spec = SweepSpec.parse(param_name, text, base)
-            sweep = start_sweep(ctx.jobs, base, spec, start=ctx.start)
+            sweep = start_sweep(ctx.jobs, base, spec, start=ctx.for_visitor(ctx.start))  # trials are theirs
         except Exception as exc:  # anything unexpected is still one sentence where the user looks
             err = explain(exc).to_dict()
             return [gr.skip(), None, err] + view("", None, err, lang_code, force=True)[2:]

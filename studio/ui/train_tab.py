@@ -21,6 +21,7 @@ from studio.config import StudioConfig, load_recipe, set_value
 from studio.errors import explain
 from studio.i18n import Msg, render, t
 from studio.paths import DEMO_RECIPE
+from studio.trackers import tracker_choices
 from studio.ui.forms import build_fields, config_from_values, problems_of
 from studio.ui.texts import Texts, field_info
 from studio.ui import method_fields, sweep_panel, train_estimate
@@ -42,11 +43,14 @@ GROUPS = {
                                 "train.seed"],
     "ui.train.group.logging": ["train.eval_every", "train.early_stopping_patience",
                                "train.early_stopping_threshold", "train.log_every", "train.save_every",
-                               "train.save_total_limit", "name"],
-    "ui.train.group.precision": ["train.precision", "train.gradient_checkpointing",
-                                 "model.trust_remote_code"],
+                               "train.save_total_limit", "train.report_to", "name"],
+    "ui.train.group.precision": ["train.precision", "train.gradient_checkpointing", "train.processes",
+                                 "train.distributed", "model.trust_remote_code"],
 }
 KEYS = BASICS + [k for keys in GROUPS.values() for k in keys]
+# Installed trackers are offered; a typed list ("tensorboard,mlflow") or a recipe's uninstalled one
+# reaches validation, which says how to install it (a fixed list would refuse it without a word).
+GROUP_FIELDS = {"train.report_to": {"choices": tracker_choices(), "allow_custom_value": True}}
 MODEL_CHOICES = ["demo", "HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-0.5B-Instruct"]
 DATA_CHOICES = ["demo-en", "demo-zh"]
 # Empty plots are None: a LinePlot that starts from an empty DataFrame never draws its colour
@@ -203,7 +207,7 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
                         mix_pick = texts.add(gr.Dropdown, label="dataui.mix.label", info="dataui.mix.help",
                                              choices=library_choices(ctx), value=[], multiselect=True,
                                              elem_id="data-mix-pick")
-                    fields.update(build_fields(keys, cfg, texts))
+                    fields.update(build_fields(keys, cfg, texts, **GROUP_FIELDS))
                 accordions[title] = box
         with gr.Column(scale=3, min_width=420):
             with gr.Row():

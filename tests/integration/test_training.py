@@ -118,7 +118,7 @@ def test_failing_run_is_marked_failed_and_the_manager_keeps_working(home, monkey
 
 
 def test_a_nan_loss_ends_the_run_failed(home, monkeypatch):
-    from trl import SFTTrainer
+    from studio.answer_loss import AnswerLossSFTTrainer as SFTTrainer  # the studio's SFT trainer
 
     real_loss = SFTTrainer.compute_loss
 
