@@ -25,7 +25,8 @@ max length (the studio leaves out longer conversations rather than cut answers, 
 gets exactly the rows the studio trains on).
 
 Printed per side: training time, samples/s, tokens/s, peak memory and final loss (medians over
-rounds), the studio's wall time minus its training time, the ratios against each other side, and
+rounds), the studio's wall time minus its training time, the speed-ups against each other side
+(the median of the per-round ratios: each round's sides run back to back), and
 the largest difference of the per-step loss over the first 20 steps (speed must not change the
 maths). Targets (issue 10): studio samples/s >= 1.5x trl and llamafactory on 135m, >= 1.3x on
 7m; wall - training <= 5 s; peak memory not above llamafactory's.
@@ -215,7 +216,11 @@ def benchmark(size: str, rows: int, rounds: int, lf_cli: str | None, tmp: Path) 
     studio = summary["studio"]
     for other in summary:
         if other != "studio":
-            studio[f"speedup_vs_{other}"] = round(studio["samples_per_s"] / summary[other]["samples_per_s"], 3)
+            # Per round: the two sides ran back to back, so a load that came and went (another
+            # process on a shared machine) weighs on both; the median of these pairs is the figure.
+            ratios = sorted(o["train_s"] / s["train_s"] for s, o in zip(results["studio"], results[other]))
+            studio[f"speedup_vs_{other}"] = round(statistics.median(ratios), 3)
+            studio[f"speedup_vs_{other}_per_round"] = [round(r, 2) for r in ratios]
     a, b = results["studio"][0]["losses"][:COMPARE_STEPS], results["trl"][0]["losses"][:COMPARE_STEPS]
     studio["max_step_loss_diff_vs_trl"] = round(max(abs(x - y) for x, y in zip(a, b)), 5) if a and b else None
     return {"model": size, "rows": picked["rows"], "tokens": picked["tokens"], "sides": summary}
@@ -253,7 +258,7 @@ def main() -> None:
     for report in reports:
         target = 1.5 if report["model"] == "135m" else 1.3
         studio = report["sides"]["studio"]
-        ok = all(v >= target for k, v in studio.items() if k.startswith("speedup_vs_"))
+        ok = all(v >= target for k, v in studio.items() if k.startswith("speedup_vs_") and not k.endswith("_round"))
         print(f"{report['model']}: {'PASS' if ok else 'FAIL'} speed (target >= {target}x);"
               f" wall - training {studio['wall_minus_train_s']} s ({'PASS' if studio['wall_minus_train_s'] <= 5 else 'FAIL'}"
               f", target <= 5 s); per-step loss vs trl within {studio['max_step_loss_diff_vs_trl']}")

@@ -465,6 +465,34 @@ class VoteStore:
         return len(self.all())
 
 
+RUN_REF = re.compile(r"run:([A-Za-z0-9][A-Za-z0-9._-]*)")  # a run named in a model id (run:, mix:)
+
+
+def run_ids_in(model_id) -> list[str]:
+    """The run ids a model id names: 'run:<id>' one, a combination two, a base none."""
+    return RUN_REF.findall(str(model_id or ""))
+
+
+def visible_votes(votes: list[dict], store) -> list[dict]:
+    """The votes a reader of `store` may see. A store that tells visitors apart (demo mode's
+    ScopedRunStore: `visible`) hides every vote naming a run that is not the current visitor's
+    (another visitor's, or one deleted since), so neither its id nor its prompt reaches them;
+    votes between bases only stay. A plain RunStore sees every vote."""
+    visible = getattr(store, "visible", None)
+    if visible is None:
+        return list(votes)
+    from studio.runs import Run
+
+    seen: dict[str, bool] = {}
+
+    def mine(run_id: str) -> bool:
+        if run_id not in seen:
+            seen[run_id] = bool(visible(Run(Path(store.root) / run_id)))
+        return seen[run_id]
+
+    return [v for v in votes if all(mine(rid) for rid in run_ids_in(v["a"]) + run_ids_in(v["b"]))]
+
+
 def win_rates(votes: list[dict]) -> list[dict]:
     """One row per pair of models (in the order the pair was first voted on), most votes first:
     {"a", "b", "votes", "a_wins", "b_wins", "ties", "both_bad", "a_rate", "b_rate"} where a rate

@@ -247,7 +247,10 @@ def cmd_runs(args, home) -> int:
         return run_subcommand(args, home)
     store = RunStore(home)
     store.recover_crashed()  # runs left 'running' by a dead process show as crashed here too
-    rows = [{**run.summary(), "label": run_label(run)} for run in store.all()]  # a rename's label wins
+    from studio.trackers import read_records
+
+    # a rename's label wins; "trackers": where each tracker's run lives (runs/<id>/trackers.json)
+    rows = [{**run.summary(), "label": run_label(run), "trackers": read_records(run)} for run in store.all()]
     if args.json:
         print(json.dumps(rows, indent=1))
         return 0

@@ -1,6 +1,6 @@
 """`studio runs compare|export|rename|delete`: runs side by side, and one run's housekeeping.
 
-    studio runs compare RUN_A RUN_B [--json]     # settings that differ, final losses, scores, votes
+    studio runs compare RUN_A RUN_B [--json]     # settings that differ, final losses, scores, votes, trackers
     studio runs export RUN_ID [--out FILE]       # a recipe `studio train` accepts (stdout, or FILE)
     studio runs rename RUN_ID "lr 1e-3"          # a label; the id and folder stay ('' removes it)
     studio runs delete RUN_ID --yes              # without --yes: one line, exit 2
@@ -59,13 +59,15 @@ def comparison(store, run_ids: list[str], home) -> dict:
     """Everything `studio runs compare` shows, as plain data (what --json prints)."""
     from studio.compare import config_diff, display_names, final_losses, pick_runs, score_rows, vote_rows
     from studio.errors import UserError
+    from studio.trackers import read_records
 
     runs = pick_runs(store, run_ids)
     if len(runs) < 2:
         raise UserError("compare.cli_needs_two")
     return {"runs": [run.id for run in runs], "names": display_names(runs),
             "final": {run.id: final_losses(run) for run in runs}, "config_diff": config_diff(runs),
-            "scores": score_rows(runs), "votes": vote_rows(home, runs)}
+            "scores": score_rows(runs), "votes": vote_rows(home, runs),
+            "trackers": {run.id: read_records(run) for run in runs}}
 
 
 def cmd_compare(args, store, home) -> int:

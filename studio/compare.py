@@ -21,7 +21,6 @@ votes from `studio.arena` (`<home>/arena/votes.jsonl`, the same win-rate rule as
 from __future__ import annotations
 
 import math
-import re
 import shlex
 import shutil
 from pathlib import Path
@@ -30,10 +29,7 @@ import yaml
 
 from studio.config import field_specs, from_dict, get_value, to_dict
 from studio.errors import UserError
-from studio.runs import ACTIVE_STATES, Run, RunStore, _write_text_atomic
-
-LABEL_FILE = "label.txt"
-MAX_LABEL = 80
+from studio.runs import ACTIVE_STATES, LABEL_FILE, MAX_LABEL, Run, RunStore, _write_text_atomic, one_line
 MAX_RUNS = 8  # more lines than this make the overlay unreadable
 SERIES = ("loss", "eval_loss")
 
@@ -57,17 +53,9 @@ def pick_runs(store: RunStore, run_ids) -> list[Run]:
 
 
 def run_label(run: Run) -> str:
-    """The label given to a run (rename_run), else the config's name; '' when it has neither."""
-    try:
-        label = (run.path / LABEL_FILE).read_text(encoding="utf-8").strip()
-    except OSError:
-        label = ""
-    if label:
-        return label
-    try:
-        return run.config().name.strip()
-    except Exception:  # an unreadable config: the id still names the run
-        return ""
+    """The label given to a run (rename_run), else the config's name; '' when it has neither
+    (Run.label: the one reader, which Run.summary and so every run list use too)."""
+    return run.label()
 
 
 def display_names(runs: list[Run]) -> dict[str, str]:
@@ -159,14 +147,17 @@ def score_rows(runs: list[Run]) -> list[dict]:
     return rows
 
 
-def vote_rows(home: Path, runs: list[Run]) -> list[dict]:
+def vote_rows(home: Path, runs: list[Run], store=None) -> list[dict]:
     """A/B votes involving each run (arena ids 'run:<id>'), per run: {"run", "votes", "wins",
     "losses", "ties", "both_bad", "win_rate", "head_to_head": {other id: {"votes", "wins",
     "win_rate"}}}. A win rate is the share of votes won outright (arena.win_rates' rule);
-    None without votes."""
-    from studio.arena import VoteStore, pair_summary, win_rates
+    None without votes. With `store` (the reader's: demo mode's scoped one) only the votes whose
+    runs that reader may see count (arena.visible_votes)."""
+    from studio.arena import VoteStore, pair_summary, visible_votes, win_rates
 
     votes = VoteStore(home).all()
+    if store is not None:
+        votes = visible_votes(votes, store)
     pairs = win_rates(votes)
     rows = []
     for run in runs:
@@ -227,7 +218,7 @@ def write_recipe(run: Run, folder: Path, home: str | Path | None = None) -> tupl
 
 
 def _one_line(text: str) -> str:
-    return re.sub(r"\s+", " ", "".join(ch if ch.isprintable() else " " for ch in str(text))).strip()
+    return one_line(text)
 
 
 def clean_label(label) -> str:

@@ -54,9 +54,14 @@ def load_rows(source: str, max_rows: int = 0) -> list[dict]:
 def _hub_rows(source: str, max_rows: int) -> list[dict]:
     import datasets  # its cache follows the studio home (studio.paths.use_home_caches)
 
+    from studio import hub
+
+    hub.require_hub(source, "data.path", kind="dataset")  # seconds, not minutes, when the Hub is away
     try:
-        ds = datasets.load_dataset(source, split=f"train[:{max_rows}]" if max_rows else "train")
+        ds = datasets.load_dataset(source, split=f"train[:{max_rows}]" if max_rows else "train", token=hub.token())
     except Exception as exc:  # datasets raises many types for unreachable or unreadable sets
+        if hub.is_offline():
+            raise UserError("hub.dataset_offline", key="data.path", source=source) from None
         raise UserError("data.hub_unreadable", key="data.path", source=source, detail=first_line(exc)) from None
     cap = limits()["file"]
     if ds.data.nbytes > cap:  # checked on the Arrow table, before it becomes Python objects

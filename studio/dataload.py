@@ -383,7 +383,9 @@ def _parquet_rows(path: Path, checker: RowChecker, max_rows: int, max_file: int)
 
 def first_line(exc: BaseException) -> str:
     """The first line of an exception's text (at most 200 characters), or its type's name."""
-    text = str(exc).strip()
+    from studio.hub import redact  # a Hub error may quote a URL or header with the token in it
+
+    text = redact(str(exc)).strip()
     return text.splitlines()[0][:200] if text else type(exc).__name__
 
 
@@ -434,10 +436,17 @@ def hub_table(source: str, config: str | None = None, split: str | None = None, 
     """A Hub dataset (or a local dataset folder given by id) as an Arrow table, capped and checked."""
     import datasets  # its cache follows the studio home (studio.paths.use_home_caches)
 
+    from studio import hub
+
     split = split or "train"
+    if not Path(source).exists():  # datasets would wait minutes on an unreachable Hub: say so in seconds
+        hub.require_hub(source, KEY, kind="dataset")
     try:
-        ds = datasets.load_dataset(source, config or None, split=f"{split}[:{max_rows}]" if max_rows else split)
+        ds = datasets.load_dataset(source, config or None, split=f"{split}[:{max_rows}]" if max_rows else split,
+                                   token=hub.token())
     except Exception as exc:  # datasets raises many types for unreachable or unreadable sets
+        if hub.is_offline() and not Path(source).exists():
+            raise UserError("hub.dataset_offline", key=KEY, source=source) from None
         raise UserError("data.hub_unreadable", key=KEY, source=source, detail=first_line(exc)) from None
     if ds._indices is not None:  # a selection: make the rows it names the table
         ds = ds.flatten_indices()

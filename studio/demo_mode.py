@@ -11,7 +11,7 @@ client, so hiding a button is not enough):
 - caps: the model's parameter count (read from its config.json on a meta-device skeleton, before
   any weights load), training steps (max_steps, or epochs over the batches of the checked data)
   and the upload size. Defaults below; `STUDIO_DEMO_MAX_PARAMS` (e.g. 150M), `STUDIO_DEMO_MAX_STEPS`
-  and `STUDIO_DEMO_MAX_UPLOAD` (e.g. 20MB) override them.
+  and `STUDIO_DEMO_MAX_UPLOAD` (e.g. 20MB) override them. One process per run (train.processes).
 - no disk export and no Hub push (`Workspace.refuse_in_demo`).
 - visitors do not see each other: each browser signs in with an unguessable token (kept in its
   localStorage), each run records its owner (a hash of the token, `owner.json`), and the run
@@ -116,6 +116,7 @@ def check_config(cfg, limits: DemoLimits, allow_remote_code: bool = False) -> No
     """Refuse settings over the caps (UserError next to the field), before any weights load."""
     from studio.estimate import human_count
 
+    check_processes(cfg)
     if cfg.train.max_steps > limits.max_steps:
         raise UserError("demo.too_many_steps", key="train.max_steps", steps=cfg.train.max_steps,
                         cap=limits.max_steps)
@@ -123,6 +124,13 @@ def check_config(cfg, limits: DemoLimits, allow_remote_code: bool = False) -> No
     if total > limits.max_params:
         raise UserError("demo.model_too_big", key="model.path", model=cfg.model.path,
                         params=human_count(total), cap=human_count(limits.max_params))
+
+
+def check_processes(cfg) -> None:
+    """One process per run in a demo: several (torchrun / accelerate launch) would take every core
+    or GPU of a machine that strangers share."""
+    if cfg.train.processes > 1:
+        raise UserError("followups.demo_processes", key="train.processes", n=cfg.train.processes)
 
 
 def model_parameters(cfg, allow_remote_code: bool = False) -> int:
@@ -294,6 +302,7 @@ class DemoJobManager(JobManager):
         return run if run is not None and self.store.visible(run) else None
 
     def check(self, cfg) -> dict | None:
+        check_processes(cfg)  # every start and sweep checks here too, whichever door it came through
         report = super().check(cfg)
         check_steps(cfg, report, self.limits)
         return report

@@ -22,6 +22,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 
+from studio import hub
 from studio.config import MethodSection, ModelSection, StudioConfig, TrainSection
 from studio.errors import UserError
 from studio.i18n import Msg
@@ -55,7 +56,8 @@ def check_model(section: ModelSection):
         raise UserError("security.model_not_found", key="model.path", path=section.path)
 
     def load(**kwargs):
-        return AutoConfig.from_pretrained(path, trust_remote_code=section.trust_remote_code, **kwargs)
+        return AutoConfig.from_pretrained(path, trust_remote_code=section.trust_remote_code,
+                                          token=hub.token(), **kwargs)
 
     try:
         if local:
@@ -64,11 +66,10 @@ def check_model(section: ModelSection):
             return load(local_files_only=True)  # already in the Hub cache: no network needed
         except OSError:
             pass
-        from huggingface_hub import constants
-
-        if constants.is_offline_mode():
+        status = hub.hub_status()  # cached: one short probe per HUB_STATUS_TTL, not per keystroke
+        if status == "offline":
             raise UserError("security.model_offline", key="model.path", path=section.path)
-        if not hub_reachable():
+        if status == "unreachable":
             raise UserError("security.model_hub_unreachable", key="model.path", path=section.path)
         return load()
     except UserError:
@@ -77,8 +78,22 @@ def check_model(section: ModelSection):
         if "trust_remote_code" in str(exc):
             raise UserError("security.model_remote_code", key="model.trust_remote_code",
                             path=section.path) from None
+        if not local and _is_gated(exc):  # the license is not accepted, or no token was given
+            raise UserError("hub.model_gated", key="model.path", source=section.path) from None
         code = "security.model_not_a_folder" if local else "security.model_not_on_hub"
         raise UserError(code, key="model.path", path=section.path) from None
+
+
+def _is_gated(exc: BaseException) -> bool:
+    """Whether loading failed because the repository is gated (transformers wraps huggingface_hub's
+    GatedRepoError in an OSError; the wrapped one is its cause)."""
+    from huggingface_hub.errors import GatedRepoError
+
+    while exc is not None:
+        if isinstance(exc, GatedRepoError) or "gated repo" in str(exc).lower():
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
 
 
 def hub_reachable(timeout: float = HUB_PROBE_SECONDS) -> bool:
@@ -238,7 +253,7 @@ def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapabil
 def load_tokenizer(path: str, trust_remote_code: bool = False):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code)
+    tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, token=hub.token())
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token or tokenizer.eos_token
     if not tokenizer.chat_template:
@@ -254,7 +269,7 @@ def load_model(cfg: StudioConfig, plan: dict):
     path = resolve_model_path(cfg.model.path)
     tokenizer = load_tokenizer(path, cfg.model.trust_remote_code)
     dtype = {"bf16": torch.bfloat16, "fp16": torch.float16}.get(plan["precision"], torch.float32)
-    kwargs = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code}
+    kwargs = {"dtype": dtype, "trust_remote_code": cfg.model.trust_remote_code, "token": hub.token()}
     unquantized: list[str] = []
     if cfg.method.method == "qlora":
         if cfg.method.quant_bits == 4:
@@ -302,7 +317,7 @@ def layers_unfit_for_cpu_4bit(path: str, trust_remote_code: bool = False) -> tup
     from transformers import AutoConfig, AutoModelForCausalLM
     from transformers.quantizers.base import get_keys_to_not_convert
 
-    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code)
+    config = AutoConfig.from_pretrained(path, trust_remote_code=trust_remote_code, token=hub.token())
     with torch.device("meta"):
         skeleton = AutoModelForCausalLM.from_config(config, trust_remote_code=trust_remote_code)
     unfit = [name for name, module in skeleton.named_modules()

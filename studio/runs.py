@@ -36,6 +36,8 @@ from studio.config import StudioConfig, load_recipe, save_recipe
 from studio.i18n import Msg, render, t
 
 ACTIVE_STATES = ("queued", "running", "stopping")
+LABEL_FILE = "label.txt"  # a run's label (studio.compare.rename_run): a file of its own, see Run.label
+MAX_LABEL = 80
 FINAL_STATES = ("stopped", "completed", "failed", "crashed")
 
 
@@ -117,6 +119,11 @@ def run_name(cfg: StudioConfig) -> str:
     return f"{data}-{_slug(cfg.method.method) or 'run'}"
 
 
+def one_line(text) -> str:
+    """Text as one line of printable characters (what a label may be wherever it is shown)."""
+    return re.sub(r"\s+", " ", "".join(ch if ch.isprintable() else " " for ch in str(text or ""))).strip()
+
+
 def status_message(status: dict, lang: str | None = None) -> str:
     """status.json's message rendered in `lang` (plain text for messages saved as text)."""
     return render(status.get("message_msg") or status.get("message", ""), lang)
@@ -136,6 +143,21 @@ class Run:
 
     def config(self) -> StudioConfig:
         return load_recipe(self.path / "config.yaml")
+
+    def label(self, cfg: StudioConfig | None = None) -> str:
+        """What the run is labelled: runs/<id>/label.txt (a rename), else the config's name; ''
+        with neither. Always one line of plain text (a label comes from a client, or was edited
+        by hand): every list, table and legend shows it as text, never as markup."""
+        try:
+            label = one_line((self.path / LABEL_FILE).read_text(encoding="utf-8"))[:MAX_LABEL]
+        except (OSError, UnicodeDecodeError):
+            label = ""
+        if label:
+            return label
+        try:
+            return one_line((cfg or self.config()).name)[:MAX_LABEL]
+        except Exception:  # an unreadable config: the id still names the run
+            return ""
 
     def status(self) -> dict:
         if str(self.path) in _unsaved:
@@ -277,9 +299,10 @@ class Run:
         try:
             cfg = self.config()
             method, data, model = cfg.method.method, cfg.data.path, cfg.model.path
-            label, name = cfg.name, run_name(cfg)
+            name = run_name(cfg)
         except Exception:
-            method = data = model = label = name = ""
+            cfg, method, data, model, name = None, "", "", "", ""
+        label = self.label(cfg)  # a rename (label.txt) wins over the config's name
         final_loss = status.get("final_loss")
         if final_loss is None:  # finished runs record it in status.json; only live ones read metrics
             losses = [e["loss"] for e in self.read_metrics() if isinstance(e.get("loss"), (int, float))]

@@ -168,7 +168,7 @@ def active_sweep(home) -> "Sweep | None":
 class Sweep:
     """The coordinator of one sweep. `start_sweep` makes and starts one; read it via `record()`."""
 
-    def __init__(self, jobs, base: StudioConfig, spec: SweepSpec, start=None):
+    def __init__(self, jobs, base: StudioConfig, spec: SweepSpec, start=None, owner: str | None = None):
         self.jobs, self.base, self.spec = jobs, base, spec
         self.home = Path(jobs.store.root).parent
         self.start_run = start or jobs.start  # the UI passes Workspace.start (the launch policy)
@@ -184,6 +184,7 @@ class Sweep:
             "trials": [{"value": v, "label": f"{spec.param}={value_text(v)}", "run_id": None,
                         "state": "waiting", "final_eval_loss": None, "final_loss": None,
                         "started_at": None, "ended_at": None, "message": None} for v in spec.values],
+            "owner": owner,  # demo mode: the visitor who started it (only they see and stop it)
             **process_identity()}
 
     # ---- the record -------------------------------------------------------------------------
@@ -282,7 +283,8 @@ def _sweep_running_elsewhere(home) -> bool:
     return False
 
 
-def start_sweep(jobs, base: StudioConfig, spec: SweepSpec, start=None, check=True) -> Sweep:
+def start_sweep(jobs, base: StudioConfig, spec: SweepSpec, start=None, check=True,
+                owner: str | None = None) -> Sweep:
     """Start a sweep in the background; refused (one sentence, nothing written) while a training
     or another sweep runs, or when the first trial's settings or data would not start."""
     home = str(Path(jobs.store.root).parent)
@@ -294,7 +296,7 @@ def start_sweep(jobs, base: StudioConfig, spec: SweepSpec, start=None, check=Tru
             raise UserError("sweep.training_busy", run=jobs.active_run().id)
         if check:  # every problem the first trial would hit, before any run folder exists
             jobs.check(trial_config(base, spec, spec.values[0]))
-        sweep = Sweep(jobs, base, spec, start)
+        sweep = Sweep(jobs, base, spec, start, owner)
         _active[home] = sweep
     return sweep.launch()
 

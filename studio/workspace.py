@@ -91,6 +91,21 @@ class Workspace:
         trials are theirs); `fn` itself outside demo mode."""
         return self.visitors.bind(fn) if self.visitors is not None else fn
 
+    def owner(self) -> str | None:
+        """Demo mode: the current visitor's owner key (what their runs and sweeps record); None
+        outside demo mode or outside a request (trusted backend work sees everything)."""
+        visitor = self.visitors.current() if self.visitors is not None else None
+        if visitor is None:
+            return None
+        from studio.demo_mode import owner_key
+
+        return owner_key(visitor)
+
+    def sees(self, record: dict | None) -> bool:
+        """Whether the current visitor may see (and stop) a sweep record: their own, in demo mode."""
+        mine = self.owner()
+        return record is not None and (mine is None or record.get("owner") == mine)
+
     def refuse_in_demo(self, feature: str) -> None:
         """UserError when demo mode turns `feature` off ('export': disk export and Hub push)."""
         if self.demo is not None:

@@ -13,6 +13,9 @@ coin toss per prompt (`assign_sides`), so position bias cannot decide; the vote 
 tie / both bad) reveals the sides. Votes go to `<home>/arena/votes.jsonl` (VoteStore) with the
 prompt, both answers, the sides and the settings. Below: win rates per pair with vote counts,
 and with more than two models compared, Bradley–Terry ratings with 95% bootstrap intervals.
+In demo mode only votes on the visitor's own runs count (studio.arena.visible_votes). The lists
+follow new and deleted runs (a timer on the run store's signature); a chosen model whose run was
+deleted is unchosen.
 
 Batch mode takes prompts typed one per line, an uploaded file, or a run's held-out test split,
 answers them all with both models (greedy, batched), then shows the pairs one after another.
@@ -27,7 +30,8 @@ from pathlib import Path
 import gradio as gr
 import pandas as pd
 
-from studio.arena import VoteStore, assign_sides, bradley_terry, mix_id, prompts_from, win_rates
+from studio.arena import (VoteStore, assign_sides, bradley_terry, mix_id, prompts_from, run_ids_in, visible_votes,
+                          win_rates)
 from studio.errors import UserError, explain
 from studio.i18n import render, t
 from studio.infer import chat_messages
@@ -57,6 +61,20 @@ def model_choices(ws, lang: str | None = None, extra=()) -> list[tuple[str, str]
     known = {value for _, value in choices}
     choices += [(value, value) for value in extra if value and value not in known]
     return choices
+
+
+def kept_model(ws, model_id):
+    """The model id while every run it names still exists (None once one was deleted)."""
+    if model_id and all(ws.has_run(rid) for rid in run_ids_in(model_id)):
+        return model_id
+    return None
+
+
+def kept(choices: list[tuple[str, str]], value, gone: bool = False) -> dict:
+    """A list redrawn with fresh `choices`; its value unchosen (None) when it is `gone` or no longer
+    listed, and left alone otherwise."""
+    drop = gone or (value is not None and value not in {v for _, v in choices})
+    return gr.update(choices=choices, **({"value": None} if drop else {}))
 
 
 def default_pair(ws) -> tuple[str, str]:
@@ -99,8 +117,9 @@ def rating_table(votes: list[dict], lang: str | None = None) -> pd.DataFrame | N
 
 
 def tables(ws, lang: str):
-    """(win-rate update, ratings update, note) for the current votes."""
-    votes = VoteStore(ws.home).all()
+    """(win-rate update, ratings update, note) for the current votes: in demo mode only those on
+    the visitor's own runs (and on bases), so no other visitor's run id shows."""
+    votes = visible_votes(VoteStore(ws.home).all(), ws.store)
     ratings = rating_table(votes, lang)
     note = t("chatui.no_votes", lang) if not votes else t("chatui.votes_count", lang, n=len(votes))
     if votes and ratings is None:
@@ -347,15 +366,20 @@ def build(ws, texts: Texts, lang, engine):
         extra = [value, current_a, current_b]
         return gr.update(choices=model_choices(ws, code, extra), value=value), t("chatui.mix_chosen", code)
 
-    def redraw(code, a, b):
-        choices = model_choices(ws, code, [a, b])
-        return (gr.update(choices=choices), gr.update(choices=choices),
-                gr.update(choices=chat_tab.adapter_choices(ws, code)[1:]),
-                gr.update(choices=chat_tab.adapter_choices(ws, code)[1:]),
-                gr.update(choices=test_split_choices(ws)), ws.store.signature())
+    def redraw(code, a, b, first=None, second=None, split=None):
+        """Fresh lists; a chosen model, run or test split whose run is gone (deleted) is unchosen,
+        the rest kept (a value is sent only when it changes, so a redraw never fights a click)."""
+        alive = [kept_model(ws, m) for m in (a, b)]
+        choices = model_choices(ws, code, [m for m in alive if m])
+        adapters = chat_tab.adapter_choices(ws, code)[1:]
+        splits = test_split_choices(ws)
+        return (kept(choices, a, bool(a) and alive[0] is None), kept(choices, b, bool(b) and alive[1] is None),
+                kept(adapters, first), kept(adapters, second), kept(splits, split), ws.store.signature())
 
-    def poll(code, a, b, seen):
-        return redraw(code, a, b) if ws.store.signature() != seen else tuple(gr.skip() for _ in range(6))
+    def poll(code, a, b, first, second, split, seen):
+        if ws.store.signature() == seen:
+            return tuple(gr.skip() for _ in range(6))
+        return redraw(code, a, b, first, second, split)
 
     def load(code):
         a, b = default_pair(ws)
@@ -395,10 +419,11 @@ def build(ws, texts: Texts, lang, engine):
     mix_to_b.click(lambda *args: use_mix(*args, "b"), [mix_run1, mix_w1, mix_run2, mix_w2, model_a, model_b, lang],
                    [model_b, status], api_visibility="private")
     list_outputs = [model_a, model_b, mix_run1, mix_run2, batch_run, signature]
-    timer.tick(poll, [lang, model_a, model_b, signature], list_outputs, api_visibility="private",
+    chosen_inputs = [model_a, model_b, mix_run1, mix_run2, batch_run]
+    timer.tick(poll, [lang, *chosen_inputs, signature], list_outputs, api_visibility="private",
                show_progress="hidden", queue=False)
     texts.on_language(lambda code: tables(ws, code), lang, table_outputs)
     return {"load": (load, [lang], list_outputs + table_outputs),
-            "select": (lambda code, a, b: (*redraw(code, a, b), *tables(ws, code)), [lang, model_a, model_b],
+            "select": (lambda code, *chosen: (*redraw(code, *chosen), *tables(ws, code)), [lang, *chosen_inputs],
                        list_outputs + table_outputs),
             "compare_run": (compare_run, [model_a, model_b])}

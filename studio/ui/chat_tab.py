@@ -11,7 +11,8 @@ same engine the A/B arena uses), so switching adapters costs no reload. Other ad
 (prefix, prompt tuning...) load on their own, from safetensors only.
 
 Lists follow new runs without a manual refresh: a timer compares `RunStore.signature()` with the
-one last drawn and redraws only when it changed (and the tab redraws when selected).
+one last drawn and redraws only when it changed (and the tab redraws when selected); a chosen run
+that was deleted meanwhile is unchosen by that redraw.
 
 Messages are text, never HTML: what was typed or generated is escaped for the Chatbot (which
 renders sanitised HTML even with Markdown off) and unescaped when read back. Stop ends the answer
@@ -316,16 +317,20 @@ def build(ws, texts: Texts, lang):
 
     source.input(pick_adapter, [source, base], base, api_visibility="private")
 
-    def redraw(code):
-        return (gr.update(choices=base_choices(ws, code)), gr.update(choices=adapter_choices(ws, code)),
-                ws.store.signature())
+    def redraw(code, adapter=""):
+        """Fresh lists; a chosen run that is no longer listed (deleted) is unchosen, so the next
+        event does not send a value the list no longer has (the value is sent only then)."""
+        adapters = adapter_choices(ws, code)
+        gone = bool(adapter) and adapter not in {value for _, value in adapters}
+        return (gr.update(choices=base_choices(ws, code)),
+                gr.update(choices=adapters, **({"value": ""} if gone else {})), ws.store.signature())
 
-    def poll(code, seen):
+    def poll(code, adapter, seen):
         """Redraw the lists only when a run was added or changed state since the last drawing."""
         now = ws.store.signature()
-        return redraw(code) if now != seen else (gr.skip(), gr.skip(), gr.skip())
+        return redraw(code, adapter) if now != seen else (gr.skip(), gr.skip(), gr.skip())
 
-    timer.tick(poll, [lang, signature], [base, source, signature], api_visibility="private",
+    timer.tick(poll, [lang, source, signature], [base, source, signature], api_visibility="private",
                show_progress="hidden", queue=False)
 
     def select_run(run_id: str, lang_code: str = "en"):
@@ -372,6 +377,6 @@ def build(ws, texts: Texts, lang):
                 *export["show_code"]("", "demo", system_text))
 
     return {"load": (load, [lang, system], [base, source, signature, note, *export["code_outputs"]]),
-            "select": (redraw, [lang], [base, source, signature]),
+            "select": (redraw, [lang, source], [base, source, signature]),
             "select_run": (select_run, [source, base]),
             "api_chat": api_chat, "api_chat_stream": api_chat_stream, "engine": engine, "export": export}

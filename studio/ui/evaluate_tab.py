@@ -11,7 +11,8 @@ ends the results are drawn from the eval folders: the "base → fine-tuned (chan
 a bar chart, the per-example table (sortable; filter with its search box), a word-level diff of
 one example, CSV/JSONL exports and the run's training report. Everything a user or a model wrote
 reaches the page as text: Dataframes with datatype "str", HighlightedText, HTML built only from
-html.escape'd strings.
+html.escape'd strings. The run list follows new and deleted runs (a timer on the run store's
+signature); a chosen run that was deleted is unchosen by that redraw.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ EXAMPLE_COLUMNS = ["n", "prompt", "reference", "base", "tuned", "base_rouge_l", 
 EXAMPLE_TYPES = ["number", "str", "str", "str", "str", "number", "number", "number", "number"]
 DIFF_COLORS = {"+": "#bbf7d0", "-": "#fecaca"}
 WORKING = ("running", "waiting")
+REFRESH_SECONDS = 5  # how often the run list looks for new or deleted runs (a stat per run)
 
 
 def metric_name(metric: str, lang: str | None) -> str:
@@ -58,8 +60,18 @@ def run_choices(ctx, lang: str | None = None) -> list[tuple[str, str]]:
     out = []
     for r in ctx.store.list():
         if r["output"] and r["state"] in ("completed", "stopped"):
-            out.append((f"{r['id']} · {r['method']} · {t('state.' + r['state'], lang)}", r["id"]))
+            label = f" · {r['label']}" if r.get("label") else ""  # a rename (Run.label), shown as text
+            out.append((f"{r['id']} · {r['method']} · {t('state.' + r['state'], lang)}{label}", r["id"]))
     return out
+
+
+def runs_update(ctx, lang: str | None, chosen) -> dict:
+    """The run list with fresh choices; chosen runs that are no longer listed (deleted) are
+    unchosen, the rest kept (the value is sent only then, so a redraw never fights a click)."""
+    choices = run_choices(ctx, lang)
+    known = {value for _, value in choices}
+    kept = [rid for rid in chosen or [] if rid in known]
+    return gr.update(choices=choices, **({"value": kept} if kept != list(chosen or []) else {}))
 
 
 def _library_choices(ctx) -> list[tuple[str, str]]:
@@ -285,6 +297,7 @@ def build(ctx, texts: Texts, lang):
     drawn = gr.State("")  # the request whose results are on screen
     results = gr.State([])  # results entries (scores dicts + folders) on screen
     error = gr.State(None)  # a refused Evaluate: the sentence stays until the next try
+    listed = gr.State(None)  # the run store's signature when the run list was last drawn
 
     def folder_of(res, run_id):
         entry = next((e for e in res or [] if e["run"] == run_id), None)
@@ -399,9 +412,17 @@ def build(ctx, texts: Texts, lang):
     report_btn.click(on_report, [results, shown, lang], [report, card], api_visibility="private")
     runs.input(on_runs_change, [runs, request_id, lang], [results] + result_outputs, api_visibility="private",
                show_progress="hidden")
-    refresh.click(lambda code: [gr.update(choices=run_choices(ctx, code)), gr.update(choices=data_choices(ctx, code)),
-                                gr.update(choices=general_choices(ctx, code))],
-                  lang, [runs, data, general], api_visibility="private")
+    refresh.click(lambda code, chosen: [runs_update(ctx, code, chosen), gr.update(choices=data_choices(ctx, code)),
+                                        gr.update(choices=general_choices(ctx, code))],
+                  [lang, runs], [runs, data, general], api_visibility="private")
+
+    def poll_runs(code, chosen, seen):
+        """The run list follows new and deleted runs: redrawn only when the store changed."""
+        now = ctx.store.signature()
+        return (gr.skip(), seen) if now == seen else (runs_update(ctx, code, chosen), now)
+
+    gr.Timer(REFRESH_SECONDS).tick(poll_runs, [lang, runs, listed], [runs, listed], api_visibility="private",
+                                   show_progress="hidden", queue=False)
 
     def on_language(rid, res, shown_run, note, lang_code):
         card_html = render_card(None, lang_code, note) if note is not None else render_card(
@@ -421,7 +442,7 @@ def build(ctx, texts: Texts, lang):
 
     def on_load(lang_code):
         return [gr.update(choices=run_choices(ctx, lang_code)), gr.update(choices=data_choices(ctx, lang_code)),
-                gr.update(choices=general_choices(ctx, lang_code))]
+                gr.update(choices=general_choices(ctx, lang_code)), ctx.store.signature()]
 
-    return {"load": (on_load, [lang], [runs, data, general]),
+    return {"load": (on_load, [lang], [runs, data, general, listed]),
             "select_run": (select_run, [runs, results, error, card] + result_outputs)}

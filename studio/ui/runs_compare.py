@@ -5,11 +5,13 @@
 
 Compare: a multiselect of runs; their train and eval loss drawn over each other (one colour per
 run: train loss dark, eval loss light), the settings that differ (one column per run) and their
-scores and A/B win rates (studio.compare). Manage: one run's recipe as YAML, the exact `studio
-train` command and a .yaml file (saved under `<home>/exports/recipes/`); a label (the id and
-folder stay); Delete arms on the first click ("Confirm delete of RUN") and deletes on the second,
-for the same run. Results and refusals stay next to the buttons and follow the language switch.
-Every handler takes ids from the client and lets studio.compare check them.
+scores, where their tracker runs live (runs/<id>/trackers.json) and A/B win rates
+(studio.compare; in demo mode only votes on the visitor's own runs count). Manage: one run's
+recipe as YAML, the exact `studio train` command and a .yaml file (saved under
+`<home>/exports/recipes/`); a label (the id and folder stay); Delete arms on the first click
+("Confirm delete of RUN") and deletes on the second, for the same run. Results and refusals
+stay next to the buttons and follow the language switch. Every handler takes ids from the
+client and lets studio.compare check them.
 """
 
 from __future__ import annotations
@@ -87,7 +89,10 @@ def results_frame(ctx, runs, names, lang) -> pd.DataFrame:
         rows.append([t(METRIC_NAMES.get(row["metric"], row["metric"]), lang)]
                     + ["-" if cell is None else t("compare.cell_score", lang, tuned=_num(cell["tuned"], 3),
                                                   base=_num(cell["base"], 3)) for cell in row["values"]])
-    votes = compare.vote_rows(ctx.home, runs)
+    trackers = [tracker_text(run) for run in runs]
+    if any(trackers):  # where each run's tracker run lives (runs/<id>/trackers.json), as text
+        rows.append([t("followups.row_trackers", lang)] + [text or "-" for text in trackers])
+    votes = compare.vote_rows(ctx.home, runs, ctx.store)
     if any(v["votes"] for v in votes):
         rows.append([t("compare.row_votes", lang)] + [t("compare.cell_votes", lang, wins=v["wins"], votes=v["votes"])
                                                        for v in votes])
@@ -99,6 +104,15 @@ def results_frame(ctx, runs, names, lang) -> pd.DataFrame:
                             + [_h2h(v["head_to_head"].get(other.id), lang) for v in votes])
     columns = [t("compare.ui.col_what", lang)] + [names[run.id] for run in runs]
     return pd.DataFrame(rows, columns=columns)
+
+
+def tracker_text(run) -> str:
+    """Where the run's tracker runs live, one 'name: location' per tracker ('' when it reported
+    to none): a Dataframe cell, so it shows as text."""
+    from studio.runs import one_line
+    from studio.trackers import read_records
+
+    return "; ".join(one_line(f"{r['name']}: {r.get('location', '')}") for r in read_records(run))
 
 
 def _h2h(pair, lang) -> str:
@@ -117,13 +131,15 @@ def chosen_runs(ctx, run_ids, lang):
 def compare_view(ctx, run_ids, lang):
     """(settings table, results table, note) for the chosen runs; the note says what is missing."""
     runs, note = chosen_runs(ctx, run_ids, lang)
-    if not runs:
-        return pd.DataFrame(), pd.DataFrame(), note
+    if not runs:  # no empty tables with placeholder headers: they come when there is something to show
+        return gr.update(value=pd.DataFrame(), visible=False), gr.update(value=pd.DataFrame(), visible=False), note
     names = compare.display_names(runs)
     results = results_frame(ctx, runs, names, lang)
-    if len(runs) >= 2 and not compare.score_rows(runs) and not any(v["votes"] for v in compare.vote_rows(ctx.home, runs)):
+    voted = any(v["votes"] for v in compare.vote_rows(ctx.home, runs, ctx.store))
+    if len(runs) >= 2 and not compare.score_rows(runs) and not voted:
         note = t("compare.ui.no_results", lang)
-    return config_frame(runs, names, lang), results, note
+    return (gr.update(value=config_frame(runs, names, lang), visible=True),
+            gr.update(value=results, visible=True), note)
 
 
 def export_files(ctx, run_id: str) -> tuple[str, str, str, str]:
@@ -154,6 +170,8 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
                show_progress="hidden")
     def draw_plot(chosen, code, _key):
         runs, _ = chosen_runs(ctx, chosen, code)
+        if not runs:
+            return  # nothing chosen: no empty plot frame
         frame, colours = plot_frame(runs, compare.display_names(runs), code)
         gr.LinePlot(frame, x="step", y="value", color="line", color_map=colours, title=t("compare.ui.plot", code),
                     x_title=t("compare.ui.x_step", code), y_title=t("compare.ui.y_loss", code), color_title=" ",
@@ -161,9 +179,9 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
 
     with gr.Row():
         settings = texts.add(gr.Dataframe, label="compare.ui.config", interactive=False, wrap=True,
-                             elem_id="compare-config", scale=1)
+                             elem_id="compare-config", scale=1, visible=False)
         results = texts.add(gr.Dataframe, label="compare.ui.results", interactive=False, wrap=True,
-                            elem_id="compare-results", scale=1)
+                            elem_id="compare-results", scale=1, visible=False)
 
     with texts.add(gr.Accordion, label="compare.ui.manage", open=True, elem_id="compare-manage"):
         with gr.Row():

@@ -41,9 +41,13 @@ def current_record(ctx, sweep_id: str = "") -> dict | None:
     """The sweep to show: the one running in this process, else the one this page started, else
     the newest record in the home."""
     sweep = active_sweep(ctx.home)
-    if sweep is not None:
+    if sweep is not None and ctx.sees(sweep.record()):
         return sweep.record()
-    return (load_record(ctx.home, sweep_id) if sweep_id else None) or latest_record(ctx.home)
+    # Demo mode: another visitor's sweep is not shown, neither asked for by id nor as the newest.
+    for record in ((load_record(ctx.home, sweep_id) if sweep_id else None), latest_record(ctx.home)):
+        if ctx.sees(record):
+            return record
+    return None
 
 
 def _loss(value) -> str:
@@ -167,7 +171,8 @@ def build(ctx, texts, fields: dict, lang: gr.components.Component) -> dict:
         try:
             base = ctx.admit(config_from_values(keys, list(form_values), base=initial_config()))
             spec = SweepSpec.parse(param_name, text, base)
-            sweep = start_sweep(ctx.jobs, base, spec, start=ctx.for_visitor(ctx.start))  # trials are theirs
+            sweep = start_sweep(ctx.jobs, base, spec, start=ctx.for_visitor(ctx.start),  # trials are theirs
+                                owner=ctx.owner())
         except Exception as exc:  # anything unexpected is still one sentence where the user looks
             err = explain(exc).to_dict()
             return [gr.skip(), None, err] + view("", None, err, lang_code, force=True)[2:]
@@ -175,7 +180,7 @@ def build(ctx, texts, fields: dict, lang: gr.components.Component) -> dict:
 
     def on_stop(sid, sig, err, lang_code):
         sweep = active_sweep(ctx.home)
-        if sweep is not None:
+        if sweep is not None and ctx.sees(sweep.record()):  # demo mode: only its visitor stops it
             sweep.stop()
         return view(sid, sig, err, lang_code, force=True)
 

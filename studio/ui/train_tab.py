@@ -17,6 +17,7 @@ import html
 import gradio as gr
 import pandas as pd
 
+from studio import hub
 from studio.config import StudioConfig, load_recipe, set_value
 from studio.errors import explain
 from studio.i18n import Msg, render, t
@@ -24,7 +25,7 @@ from studio.paths import DEMO_RECIPE
 from studio.trackers import tracker_choices
 from studio.ui.forms import build_fields, config_from_values, problems_of
 from studio.ui.texts import Texts, field_info
-from studio.ui import method_fields, sweep_panel, train_estimate
+from studio.ui import hub_panel, method_fields, sweep_panel, train_estimate
 from studio.ui.train_diagnostics import render_diagnostics
 from studio.ui.train_plots import reward_frame
 from studio.ui.data_prepare import library_choices, mix_text
@@ -51,7 +52,7 @@ KEYS = BASICS + [k for keys in GROUPS.values() for k in keys]
 # Installed trackers are offered; a typed list ("tensorboard,mlflow") or a recipe's uninstalled one
 # reaches validation, which says how to install it (a fixed list would refuse it without a word).
 GROUP_FIELDS = {"train.report_to": {"choices": tracker_choices(), "allow_custom_value": True}}
-MODEL_CHOICES = ["demo", "HuggingFaceTB/SmolLM2-135M-Instruct", "Qwen/Qwen2.5-0.5B-Instruct"]
+MODEL_CHOICES = [("demo", "demo")] + hub.model_choices()  # (label with size, value); free text allowed
 DATA_CHOICES = ["demo-en", "demo-zh"]
 # Empty plots are None: a LinePlot that starts from an empty DataFrame never draws its colour
 # series later (gradio 6.31), one that starts from None does.
@@ -201,6 +202,7 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
             })
             data_check = gr.Markdown("", elem_id="data-check", elem_classes="field-note")
             estimate_note = gr.Markdown("", elem_id="train-estimate", elem_classes="field-note")
+            hub_panel.build(ctx, texts, fields, lang)  # Hub status, curated models, the token
             for title, keys in GROUPS.items():
                 with texts.add(gr.Accordion, label=title, open=False, elem_id="group-" + title.split(".")[-1]) as box:
                     if title == "ui.train.group.data":  # several library datasets, each with a share

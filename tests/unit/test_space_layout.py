@@ -263,3 +263,27 @@ def test_app_py_launches_like_studio_ui_with_the_spaces_settings(tmp_path, monke
     assert (policy.host, launched["port"], policy.auth) == ("0.0.0.0", 7861, ("me", "secret"))
     assert policy.demo == DemoLimits() and policy.max_upload_bytes == DemoLimits().max_upload_bytes
     assert launched["home"] == tmp_path / "data" / "finetune-studio"
+
+
+def test_another_visitors_sweep_is_neither_shown_nor_stopped(demo_ws):
+    """A sweep records who started it; the Train tab's sweep panel shows and stops only one's own."""
+    import json
+
+    from studio.sweep import sweeps_dir
+    from studio.ui.sweep_panel import current_record
+
+    ws, sessions = demo_ws
+    sessions.act("browser-a")
+    ws.visitors.sign_in("browser-a", None)
+    owner_a = ws.owner()
+    record = {"id": "20260101-000000-lr-abcd", "param": "lr", "state": "completed", "trials": [], "owner": owner_a}
+    sweeps_dir(ws.home).mkdir(parents=True, exist_ok=True)
+    (sweeps_dir(ws.home) / f"{record['id']}.json").write_text(json.dumps(record))
+    assert current_record(ws, record["id"])["id"] == record["id"] and ws.sees(record)
+
+    sessions.act("script-b")
+    assert ws.owner() != owner_a and not ws.sees(record)
+    assert current_record(ws, record["id"]) is None and current_record(ws) is None
+    sessions.act(None)  # the CLI and background work see every sweep
+    assert ws.owner() is None and current_record(ws)["id"] == record["id"]
+    assert Workspace(ws.home).sees(record)  # not in demo mode: one person, every sweep
