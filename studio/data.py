@@ -58,7 +58,7 @@ def _hub_rows(source: str, max_rows: int) -> list[dict]:
 
     hub.require_hub(source, "data.path", kind="dataset")  # seconds, not minutes, when the Hub is away
     try:
-        ds = datasets.load_dataset(source, split=f"train[:{max_rows}]" if max_rows else "train", token=hub.token())
+        ds = datasets.load_dataset(source, split=f"train[:{max_rows}]" if max_rows else "train", **hub.token_kwargs())
     except Exception as exc:  # datasets raises many types for unreachable or unreadable sets
         if hub.is_offline():
             raise UserError("hub.dataset_offline", key="data.path", source=source) from None

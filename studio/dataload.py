@@ -443,7 +443,7 @@ def hub_table(source: str, config: str | None = None, split: str | None = None, 
         hub.require_hub(source, KEY, kind="dataset")
     try:
         ds = datasets.load_dataset(source, config or None, split=f"{split}[:{max_rows}]" if max_rows else split,
-                                   token=hub.token())
+                                   **hub.token_kwargs())
     except Exception as exc:  # datasets raises many types for unreachable or unreadable sets
         if hub.is_offline() and not Path(source).exists():
             raise UserError("hub.dataset_offline", key=KEY, source=source) from None

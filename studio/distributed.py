@@ -84,6 +84,10 @@ def launch_command(run: Run, home: Path, resume_from: str | None = None, gpus: i
 def launch_environment(processes: int, gpus: int) -> dict:
     """Each CPU rank gets its share of the CPUs (torch would give each of them all of them)."""
     env = dict(os.environ)
+    from studio.hub import token
+
+    if token():  # the form's Hub token reaches the processes through their environment only
+        env["HF_TOKEN"] = token()
     if not gpus:
         from studio.models import usable_cpus
 

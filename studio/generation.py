@@ -89,7 +89,10 @@ def load_model_for_eval(source: str | Path, trust_remote_code: bool = False):
 
     transformers.utils.logging.disable_progress_bar()
     path = resolve_model_path(str(source))
-    model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(), trust_remote_code=trust_remote_code)
+    from studio.hub import token_kwargs
+
+    model = AutoModelForCausalLM.from_pretrained(path, dtype=_dtype(), trust_remote_code=trust_remote_code,
+                                                 **token_kwargs())
     tokenizer = load_tokenizer(path, trust_remote_code)
     model.to(device()).eval()
     if model.config.pad_token_id is None:

@@ -152,7 +152,8 @@ def require_hub(source: str, key: str, kind: str = "model") -> None:
     """UserError at once when `source` (a Hub id not found locally) cannot be fetched because the
     Hub is unreachable; offline mode is left to the caller (a cached copy may still load)."""
     if hub_status() == "unreachable":
-        raise UserError(f"hub.{kind}_unreachable", key=key, source=source)
+        code = {"model": "hub.model_unreachable", "dataset": "hub.dataset_unreachable"}[kind]
+        raise UserError(code, key=key, source=source)
 
 
 # ---- the token ----------------------------------------------------------------------------------
@@ -174,6 +175,11 @@ def token() -> str | None:
     """The token to pass as `token=`: the form's, else None (huggingface_hub then uses HF_TOKEN
     or the machine's login)."""
     return _token
+
+
+def token_kwargs() -> dict:
+    """{"token": the form's token} for a loader, or {} (its own default) when there is none."""
+    return {"token": _token} if _token else {}
 
 
 def token_source() -> str:
@@ -203,4 +209,10 @@ def redact(text: str) -> str:
 def status_message(status: str | None = None) -> Msg:
     """One line for the page: the Hub's status and where the token comes from."""
     status = status or hub_status()
-    return Msg("hub.status_line", status=Msg(f"hub.status_{status}"), token=Msg(f"hub.token_{token_source()}"))
+    return Msg("hub.status_line", status=Msg(STATUS_CODES[status]), token=Msg(TOKEN_CODES[token_source()]))
+
+
+STATUS_CODES = {"online": "hub.status_online", "unreachable": "hub.status_unreachable",
+                "offline": "hub.status_offline"}
+TOKEN_CODES = {"form": "hub.token_form", "env": "hub.token_env", "login": "hub.token_login",
+               "none": "hub.token_none"}

@@ -174,8 +174,10 @@ def load_base_model(source: str | Path, trust_remote_code: bool = False):
     transformers.utils.logging.disable_progress_bar()
     path = resolve_model_path(str(source))
     require_safetensors(path, "model")
+    from studio.hub import token_kwargs
+
     model = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32, use_safetensors=True,
-                                                 trust_remote_code=trust_remote_code)
+                                                 trust_remote_code=trust_remote_code, **token_kwargs())
     tokenizer = load_tokenizer(path, trust_remote_code)
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id

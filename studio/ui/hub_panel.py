@@ -30,7 +30,8 @@ def status_text(lang_code: str | None) -> str:
 
 def models_table(lang_code: str | None) -> str:
     """The curated models as a Markdown table (ids, sizes and licenses are our own constants)."""
-    head = [t(f"hub.col_{c}", lang_code) for c in ("model", "size", "license", "needs", "memory")]
+    head = [t(code, lang_code) for code in ("hub.col_model", "hub.col_size", "hub.col_license", "hub.col_needs",
+                                            "hub.col_memory")]
     lines = [t("hub.panel_intro", lang_code), "", "| " + " | ".join(head) + " |", "|---" * len(head) + "|"]
     for m in hub.CURATED:
         memory = hub.lora_memory(m)

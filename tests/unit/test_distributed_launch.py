@@ -127,3 +127,17 @@ def test_a_stop_request_is_a_file_in_the_run_folder(tmp_path):
     assert run.stop_requested()
     run.clear_stop_request()
     assert not run.stop_requested()
+
+
+def test_the_forms_hub_token_reaches_the_processes_by_environment_only(tmp_path, monkeypatch):
+    from studio import hub
+
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    assert "HF_TOKEN" not in launch_environment(2, gpus=0)
+    hub.set_token("hf_secretsecret")
+    try:
+        assert launch_environment(2, gpus=0)["HF_TOKEN"] == "hf_secretsecret"
+        run = RunStore(tmp_path).create(cfg(processes=2))
+        assert "hf_secret" not in " ".join(launch_command(run, tmp_path, gpus=0))
+    finally:
+        hub.set_token(None)

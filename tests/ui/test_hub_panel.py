@@ -1,0 +1,63 @@
+"""The Train tab with a Hub that never answers: the status line says so, a curated Hub model gets a
+sentence under the form instead of a frozen page, and the token box never echoes its value."""
+
+import socket
+import threading
+
+import pytest
+
+
+@pytest.fixture(scope="module")
+def hung_server(tmp_path_factory):
+    """A studio whose HF_ENDPOINT accepts connections and never replies (offline mode off)."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    conns = []
+
+    def accept():
+        while True:
+            try:
+                conns.append(sock.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    from conftest import Server
+
+    with pytest.MonkeyPatch.context() as env:  # the server process copies the environment at start
+        env.setenv("HF_ENDPOINT", f"http://127.0.0.1:{sock.getsockname()[1]}")
+        env.setenv("HF_HUB_OFFLINE", "0")
+        env.setenv("HF_DATASETS_OFFLINE", "0")
+        env.delenv("HF_TOKEN", raising=False)
+        server = Server(tmp_path_factory.mktemp("hub") / "home")
+    yield server
+    server.stop()
+    sock.close()
+    for conn in conns:
+        conn.close()
+
+
+def text_of(css: str) -> str:
+    return f"(document.querySelector('{css}')?.innerText ?? '')"
+
+
+def test_unreachable_hub_is_said_and_a_hub_model_answers(hung_server, page):
+    secret = "hf_" + "NeverShown9" * 3
+    page.goto(hung_server.url)
+    # Generous bounds: the point is an answer at all, where the Hub's retries took minutes.
+    page.wait_for_function(f"() => /cannot be reached/.test({text_of('#hub-status')})", timeout=60000)
+    page.fill("#field-model-path input", "HuggingFaceTB/SmolLM2-135M-Instruct")
+    page.keyboard.press("Enter")
+    page.wait_for_function(
+        f"() => /SmolLM2-135M-Instruct.*cannot be reached/s.test({text_of('#data-check')})", timeout=60000)
+    page.click("#hub-panel .label-wrap")  # the curated table and the token box
+    assert "meta-llama/Llama-3.2-1B-Instruct" in page.inner_text("#hub-models")
+    assert page.get_attribute("#hub-token input", "type") == "password"
+    page.fill("#hub-token input", secret)
+    page.locator("#hub-token input").blur()
+    page.wait_for_function(f"() => /given on this page/.test({text_of('#hub-status')})", timeout=30000)
+    body = page.evaluate("() => document.body.innerText")
+    assert secret not in body
+    page.fill("#hub-token input", "")
+    page.wait_for_function(f"() => /token: none/.test({text_of('#hub-status')})", timeout=30000)
