@@ -277,16 +277,13 @@ class ScopedRunStore:
     def all(self) -> list[Run]:
         return [run for run in self.store.all() if self.visible(run)]
 
-    def latest(self) -> Run | None:
-        runs = self.all()
-        return runs[0] if runs else None
-
-    def list(self) -> list[dict]:
-        return [run.summary() for run in self.all()]
-
     def signature(self) -> tuple:
         return tuple(entry for entry in self.store.signature()
                      if self.visible(Run(self.store.root / entry[0])))
+
+    # The store's own, over this visitor's `all()` (defined last: `list` would shadow the builtin).
+    latest = RunStore.latest
+    list = RunStore.list
 
 
 class DemoJobManager(JobManager):
