@@ -196,11 +196,17 @@ def build(ws, texts: Texts, lang, engine):
     with texts.add(gr.Accordion, label="chatui.mix_title", open=False, elem_id="arena-mix"):
         texts.add(gr.Markdown, value="chatui.mix_intro", elem_classes="field-note")
         with gr.Row():
+            # Run-id lists take any value at Gradio's door (allow_custom_value): a run deleted while
+            # chosen would otherwise fail every later event that reads the list (Gradio checks values
+            # against the choices before the handler runs), the redraw that unchooses it included.
+            # The handlers check the ids (ws.store.get). No run is chosen until the user picks one.
             mix_run1 = texts.add(gr.Dropdown, choices=lambda code: chat_tab.adapter_choices(ws, code)[1:],
-                                 label="chatui.mix_first", scale=3, elem_id="arena-mix-first")
+                                 value=None, allow_custom_value=True, label="chatui.mix_first", scale=3,
+                                 elem_id="arena-mix-first")
             mix_w1 = texts.add(gr.Number, value=0.5, label="chatui.mix_weight", minimum=-10, maximum=10, scale=1)
             mix_run2 = texts.add(gr.Dropdown, choices=lambda code: chat_tab.adapter_choices(ws, code)[1:],
-                                 label="chatui.mix_second", scale=3, elem_id="arena-mix-second")
+                                 value=None, allow_custom_value=True, label="chatui.mix_second", scale=3,
+                                 elem_id="arena-mix-second")
             mix_w2 = texts.add(gr.Number, value=0.5, label="chatui.mix_weight", minimum=-10, maximum=10, scale=1)
         with gr.Row():
             mix_to_a = texts.add(gr.Button, value="chatui.mix_use_a", size="sm", elem_id="arena-mix-a")
@@ -238,7 +244,8 @@ def build(ws, texts: Texts, lang, engine):
         with gr.Row():
             batch_file = texts.add(gr.File, label="chatui.batch_upload", type="filepath",
                                    file_types=[".txt", ".json", ".jsonl", ".csv", ".tsv", ".parquet"])
-            batch_run = texts.add(gr.Dropdown, choices=lambda code: test_split_choices(ws), label="chatui.batch_split")
+            batch_run = texts.add(gr.Dropdown, choices=lambda code: test_split_choices(ws), value=None,
+                                  allow_custom_value=True, label="chatui.batch_split")  # as the mix lists
         batch_go = texts.add(gr.Button, value="chatui.batch_go", elem_id="arena-batch-go")
     texts.add(gr.Markdown, value="chatui.results_title", elem_classes="data-section")
     counts = gr.Markdown("", elem_id="arena-counts", elem_classes="field-note")

@@ -233,8 +233,10 @@ def build(ws, texts: Texts, lang):
         base = texts.add(gr.Dropdown, choices=lambda code: base_choices(ws, code), value="demo",
                          label="chatui.base", info="chatui.base_help", allow_custom_value=True, scale=2,
                          elem_id="chat-base")
+        # allow_custom_value: a deleted run's id must reach the redraw that unchooses it (Gradio
+        # would refuse it against the new choices first); the handlers check ids themselves.
         source = texts.add(gr.Dropdown, choices=lambda code: adapter_choices(ws, code), value="",
-                           label="chatui.adapter", info="chatui.adapter_help", scale=3, elem_id="chat-model")
+                           allow_custom_value=True, label="chatui.adapter", info="chatui.adapter_help", scale=3, elem_id="chat-model")
     system = texts.add(gr.Textbox, label="chatui.system", placeholder="chatui.system_placeholder", lines=1,
                        max_lines=6, elem_id="chat-system")
     controls = settings_controls(texts, "chat")

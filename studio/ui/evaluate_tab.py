@@ -237,8 +237,10 @@ def build(ctx, texts: Texts, lang):
     evaluator = ev.evaluator(ctx.jobs, ctx.home, ctx.resolve_user_path)
     texts.add(gr.Markdown, value="evaluate.ui.intro", elem_classes="tab-intro")
     with gr.Row():
+        # allow_custom_value: a deleted run's id must reach the redraw that unchooses it (Gradio
+        # would refuse it against the new choices first); the evaluator checks ids itself.
         runs = texts.add(gr.Dropdown, choices=lambda code: run_choices(ctx, code), multiselect=True,
-                         label="evaluate.ui.runs", info="evaluate.ui.runs_help", scale=4, elem_id="eval-runs")
+                         allow_custom_value=True, label="evaluate.ui.runs", info="evaluate.ui.runs_help", scale=4, elem_id="eval-runs")
         refresh = texts.add(gr.Button, value="evaluate.ui.refresh", size="sm", scale=1, elem_id="eval-refresh")
     with gr.Row():
         data = texts.add(gr.Dropdown, choices=lambda code: data_choices(ctx, code), value="test",

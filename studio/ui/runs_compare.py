@@ -158,8 +158,12 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
     outputs)}: the run lists redrawn when runs change (the tab's load, refresh and timer)."""
     texts.add(gr.Markdown, value="compare.ui.title", elem_classes="section-title")
     texts.add(gr.Markdown, value="compare.ui.intro", elem_classes="tab-intro")
+    # Both run lists take any value at Gradio's door (allow_custom_value): a run deleted while chosen
+    # would otherwise fail every later event that reads the list, the timer's redraw that unchooses
+    # it included (Gradio checks values against the choices before a handler runs). The handlers
+    # check ids themselves (compare.get_run / chosen_runs).
     picker = texts.add(gr.Dropdown, choices=lambda code: run_choices(ctx, code), multiselect=True,
-                       max_choices=compare.MAX_RUNS, label="compare.ui.runs", info="compare.ui.runs_help",
+                       allow_custom_value=True, max_choices=compare.MAX_RUNS, label="compare.ui.runs", info="compare.ui.runs_help",
                        elem_id="compare-runs")
     note = gr.Textbox(show_label=False, interactive=False, max_lines=2, elem_id="compare-note")
     plot_key = gr.State(0)  # bumped when the runs' names change (a rename): the plot is drawn again
@@ -186,6 +190,7 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
     with texts.add(gr.Accordion, label="compare.ui.manage", open=True, elem_id="compare-manage"):
         with gr.Row():
             target = texts.add(gr.Dropdown, choices=lambda code: run_choices(ctx, code), value=None,
+                               allow_custom_value=True,
                                label="compare.ui.target", info="compare.ui.target_help", elem_id="compare-target",
                                scale=3)
             label = texts.add(gr.Textbox, label="compare.ui.label", info="compare.ui.label_help", max_lines=1,

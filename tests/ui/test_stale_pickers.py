@@ -84,11 +84,15 @@ def test_a_deleted_run_leaves_every_picker_without_an_error(server, page):
     assert gone.id in shown(page, "#eval-runs") and kept.id in shown(page, "#eval-runs")
 
     delete_run(RunStore(server.home), gone.id)
-    # The arena redraws on its timer (and when selected); the others on their timers.
+    # Each list is redrawn when its tab is shown (the arena and chat on selection and on their
+    # timers, the evaluate list on its timer): every redraw unchooses the deleted run.
+    open_tab(page, "chat")
+    wait_shown(page, "#chat-model", gone.id, t("chatui.no_adapter", "en"))  # back to the base alone
+    open_tab(page, "evaluate")
+    wait_shown(page, "#eval-runs", gone.id, kept.id)  # the other chosen run stays chosen
+    open_tab(page, "arena")
     wait_shown(page, "#arena-a", gone.id)
     wait_shown(page, "#arena-b", gone.id, kept.id)  # the other side keeps its run
-    wait_shown(page, "#eval-runs", gone.id, kept.id)  # the other chosen run stays chosen
-    wait_shown(page, "#chat-model", gone.id, t("chatui.no_adapter", "en"))  # back to the base alone
 
     # Later redraws send the lists' values: a new run still reaches every list, with no error.
     later = finished_run(server.home)

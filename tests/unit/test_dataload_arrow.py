@@ -224,12 +224,22 @@ def test_a_hub_id_with_config_and_split_loads_through_datasets(tmp_path, monkeyp
 
 
 def test_an_unreachable_hub_id_is_one_sentence(monkeypatch):
+    """Online as far as the probe knows, then the load fails: its first line, in one sentence.
+    (Offline mode, which the tests run in, has its own sentence: the second half.)"""
     import datasets
 
-    def offline(*args, **kwargs):
+    from studio import hub
+
+    def unreachable(*args, **kwargs):
         raise ConnectionError("Couldn't reach the Hub\nsecond line")
 
-    monkeypatch.setattr(datasets, "load_dataset", offline)
+    monkeypatch.setattr(datasets, "load_dataset", unreachable)
+    monkeypatch.setattr(hub, "is_offline", lambda: False)
+    monkeypatch.setattr(hub, "hub_status", lambda *a, **k: "online")
     with pytest.raises(UserError) as info:
         load_table("owner/none", config="en", split="train")
     assert str(info.value) == "Could not load the Hub dataset 'owner/none': Couldn't reach the Hub"
+    monkeypatch.setattr(hub, "is_offline", lambda: True)
+    with pytest.raises(UserError) as info:
+        load_table("owner/none", config="en", split="train")
+    assert "HF_HUB_OFFLINE" in str(info.value) and "\n" not in str(info.value)
