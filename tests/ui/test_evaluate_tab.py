@@ -31,10 +31,18 @@ def test_evaluate_from_the_end_of_run_button(server, page):
     page.wait_for_function("(id) => (document.querySelector('#eval-runs')?.innerText ?? '').includes(id)",
                            arg=run_id, timeout=15000)
     page.click("#eval-settings .label-wrap")
-    page.fill("#eval-max-rows input", "16")  # at most 16 examples: quick
-    # leave the field, as a person would, so Gradio has taken the number before Start reads it
-    page.press("#eval-max-rows input", "Tab")
-    page.wait_for_function("() => (document.querySelector('#eval-max-rows input')?.value ?? '') === '16'", timeout=15000)
+    page.wait_for_selector("#eval-max-rows input", state="visible", timeout=30000)
+    for _ in range(5):  # the section opening (and its first draw) can swallow a keystroke on a busy machine
+        page.fill("#eval-max-rows input", "16")  # at most 16 examples: quick
+        # leave the field, as a person would, so Gradio has taken the number before Start reads it
+        page.press("#eval-max-rows input", "Tab")
+        try:
+            page.wait_for_function("() => (document.querySelector('#eval-max-rows input')?.value ?? '') === '16'",
+                                   timeout=15000)
+            break
+        except Exception:
+            continue
+    assert page.input_value("#eval-max-rows input") == "16"
     page.click("#eval-start")
     page.wait_for_function("() => /Evaluating|Waiting|Done/.test((document.querySelector('#eval-status')?.innerText ?? ''))",
                            timeout=30000)
