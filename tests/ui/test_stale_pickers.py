@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from helpers import real_page_errors
+from helpers import real_page_errors, wait_for
 from test_browser import dropdown_options, open_tab
 
 pytestmark = pytest.mark.browser
@@ -27,12 +27,10 @@ def finished_run(home):
     return run
 
 
-def wait_option(page, css: str, run_id: str, timeout: float = 60):
+def wait_option(page, css: str, run_id: str):
     """Open the list until it offers `run_id` (its redraws come from timers and loads)."""
-    deadline = time.monotonic() + timeout
-    while not any(run_id in option for option in dropdown_options(page, css, "", timeout=0)):
-        assert time.monotonic() < deadline, f"{run_id} never reached {css}"
-        page.wait_for_timeout(1000)
+    wait_for(lambda: any(run_id in option for option in dropdown_options(page, css, "", timeout=0)),
+             what=f"{run_id} in {css}", every=1.0)
 
 
 def pick(page, css: str, run_id: str):
