@@ -1,6 +1,4 @@
 """`python -m studio` = the `studio` command."""
-import sys
+from studio.cli import entry
 
-from studio.cli import main
-
-sys.exit(main())
+entry()

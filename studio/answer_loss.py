@@ -78,7 +78,10 @@ class AnswerLossSFTTrainer(SFTTrainer):
         if (not self.answer_loss or return_outputs or self.compute_loss_func is not None
                 or self.label_smoother is not None or self.args.loss_type != "nll"):
             return super().compute_loss(model, inputs, return_outputs, num_items_in_batch)
-        nll, n_tokens = answer_token_nll(model, inputs)
+        # Accelerate autocasts the model's own forward (bf16 runs); the backbone called directly
+        # gets the same autocast here, so both loss paths compute in the same precision.
+        with self.accelerator.autocast():
+            nll, n_tokens = answer_token_nll(model, inputs)
         loss = nll / (torch.as_tensor(num_items_in_batch if num_items_in_batch is not None else n_tokens)
                       .clamp(min=1))
         # TRL's bookkeeping that the run recorder reads: tokens trained so far (padding excluded).

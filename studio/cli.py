@@ -20,7 +20,6 @@ import argparse
 import json
 import os
 import sys
-import time
 
 from studio.errors import UserError
 from studio.i18n import t
@@ -174,6 +173,8 @@ def cmd_train(args, home) -> int:
     jobs = JobManager(RunStore(home))
     run = _resume(args, jobs) if args.resume else None
     cfg = None if run else from_command_line(args.items)
+    if _OWN_PROCESS:
+        _skip_bitsandbytes_unless_quantized(cfg or run.config())
     previous = stop_jobs_on_sigterm(interrupt_main=False)  # `docker stop` / PID 1: stop, save, end 'stopped', exit
     try:
         return _train_and_report(args, home, jobs, cfg, run)
@@ -223,7 +224,7 @@ def _train_and_report(args, home, jobs, cfg, run=None) -> int:
                       flush=True)
             if not alive:
                 break
-            time.sleep(0.5)
+            jobs.wait(0.5)  # returns as soon as the run's thread ends
     except KeyboardInterrupt:
         print(t("train.cli_stopping"), flush=True)
         jobs.stop()
@@ -268,7 +269,47 @@ def cmd_runs(args, home) -> int:
     return 0
 
 
+# Set by `entry`: this process runs one command and ends (so process-wide choices are safe).
+_OWN_PROCESS = False
+
+
+def _skip_bitsandbytes_unless_quantized(cfg) -> None:
+    """A process that trains one run without quantization never needs bitsandbytes, but peft imports
+    it whenever it is installed, and its import compiles kernels with torch.compile (1.5 s of the
+    wall time a user waits; benchmarks/train_speed.py). A None in sys.modules makes peft's and
+    transformers' `find_spec` checks say it is absent. Only in the command's own process: the UI's
+    process (and a test's) trains later runs that may be QLoRA."""
+    if cfg.method.method != "qlora" and "peft" not in sys.modules:
+        sys.modules.setdefault("bitsandbytes", None)
+
+
+def entry() -> None:
+    """The `studio` command as its own process (the console script, `python -m studio`).
+
+    After main() it ends the way Python would (non-daemon threads joined, atexit handlers run,
+    output flushed) but skips the interpreter's teardown of every loaded module, which takes about
+    1.2 s once torch, transformers and peft are loaded: time a user waits after the run has ended
+    and everything is saved."""
+    import atexit
+    import threading
+
+    global _OWN_PROCESS
+    _OWN_PROCESS = True
+    code = main()  # SystemExit (argparse's own errors) ends the process the usual way
+    for thread in threading.enumerate():
+        if thread is not threading.main_thread() and not thread.daemon:
+            thread.join()
+    atexit._run_exitfuncs()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
+
+
 def main(argv: list[str] | None = None) -> int:
+    # Nothing about a run leaves this machine unless the user asks: no usage pings from the
+    # Hugging Face libraries (TRL sends one when training starts) or from gradio.
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     args = build_parser().parse_args(argv)
     command = args.command or "ui"
     try:
@@ -292,4 +333,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    entry()

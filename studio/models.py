@@ -196,9 +196,11 @@ def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapabil
                 memory_need: int | None = None) -> dict:
     """Choose device, precision, checkpointing and threads: fast defaults that never fail where they run.
 
-    Returns {'device', 'precision', 'bf16', 'fp16', 'gradient_checkpointing', 'threads', 'reason',
-    'summary'}; `reason` is a Msg saying why this precision, `summary` the whole choice in one line
-    (the Train tab shows it). Precision `auto`: bf16 on Ampere-or-newer GPUs, fp16 on older ones;
+    Returns {'device', 'precision', 'bf16', 'fp16', 'gradient_checkpointing', 'threads', 'attention',
+    'lora_kernels', 'reason', 'summary'}; `reason` is a Msg saying why this precision, `summary` the
+    whole choice in one line (the Train tab shows it); `attention` is set for bf16 on a CPU
+    (load_model then runs plain attention on short batches) and `lora_kernels` on any CPU
+    (studio.cpu_speed). Precision `auto`: bf16 on Ampere-or-newer GPUs, fp16 on older ones;
     on a CPU bf16 where the CPU computes it natively (AMX / AVX-512-BF16) and fp32 where bf16 would
     be emulated (measured on an AVX-512 Xeon without it: TRL's default bf16 autocast trained 2-3x
     slower than fp32; 20x on an AVX2 EPYC). QLoRA on a CPU stays fp32: bitsandbytes' CPU 4-bit
@@ -242,12 +244,24 @@ def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapabil
     else:
         why = Msg("models.ckpt_prefix" if device.cuda and needs else "models.ckpt_fits")
     threads = device.cpu_threads if not device.cuda else None
+    # bf16 on a CPU: plain attention for short batches (studio.cpu_speed measured the crossover).
+    attention = "short_eager" if not device.cuda and precision == "bf16" else None
+    # LoRA on a CPU: cheaper dropout masks, bf16 inputs kept bf16 (studio.cpu_speed); GPUs have their own.
+    lora_kernels = not device.cuda
     summary = Msg("models.plan_summary", precision=reason,
                   checkpointing=Msg("models.ckpt_on" if checkpointing else "models.ckpt_off", why=why),
-                  threads=Msg("models.plan_threads", n=threads) if threads else "")
+                  threads=Msg("models.plan_threads", n=threads) if threads else "",
+                  attention=Msg("models.plan_attention", n=_eager_max_keys()) if attention else "")
     return {"device": "cuda" if device.cuda else "cpu", "precision": precision,
             "bf16": precision == "bf16", "fp16": precision == "fp16",
-            "gradient_checkpointing": checkpointing, "threads": threads, "reason": reason, "summary": summary}
+            "gradient_checkpointing": checkpointing, "threads": threads, "attention": attention,
+            "lora_kernels": lora_kernels, "reason": reason, "summary": summary}
+
+
+def _eager_max_keys() -> int:
+    from studio.cpu_speed import EAGER_MAX_KEYS
+
+    return EAGER_MAX_KEYS
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
@@ -287,6 +301,10 @@ def load_model(cfg: StudioConfig, plan: dict):
             kwargs["device_map"] = {"": torch.cuda.current_device()}
     model = AutoModelForCausalLM.from_pretrained(path, **kwargs)
     model.studio_unquantized = unquantized  # train.py logs which layers stayed unquantized
+    if plan.get("attention") and model.config._attn_implementation == "sdpa":  # models that run SDPA only
+        from studio.cpu_speed import register_cpu_attention
+
+        model.set_attn_implementation(register_cpu_attention())
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.method.method == "qlora":

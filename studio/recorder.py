@@ -67,6 +67,13 @@ class RunRecorder(TrainerCallback):
                                evals_total=int(evals), evals_done=0, eval_seconds=0.0)
         self.watcher = watcher_for(self.run, args, state, kwargs.get("model"))
 
+    def on_train_end(self, args, state, control, **kwargs):
+        """On a GPU, the run's peak GPU memory (status.json `gpu_peak_bytes`; the benchmark reads it)."""
+        import torch
+
+        if args.device.type == "cuda":
+            self.run.update_status(gpu_peak_bytes=int(torch.cuda.max_memory_allocated(args.device)))
+
     def on_step_begin(self, args, state, control, **kwargs):
         self._step_started = time.perf_counter()
 

@@ -239,7 +239,18 @@ def build_sft_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, 
     trainer.answer_loss = answer_loss_applies(trainer.model, plan["device"], cfg.method.method,
                                               trainer.accelerator.num_processes)
     run.log(f"loss: LM head on {'trained tokens only' if trainer.answer_loss else 'every position (TRL)'}")
+    cpu_speed_ups(trainer.model, plan, run)
     return trainer, recorder
+
+
+def cpu_speed_ups(model, plan: dict, run: Run) -> None:
+    """studio.cpu_speed's LoRA kernels where the device plan says so (CPU runs)."""
+    if plan.get("lora_kernels"):
+        from studio.cpu_speed import speed_up_lora
+
+        if changed := speed_up_lora(model, autocast_bf16=plan["bf16"]):
+            run.log(f"cpu: {changed} LoRA layers use 16-bit dropout masks"
+                    + (", bf16 inputs" if plan["bf16"] else ""))
 
 
 def run_training(run: Run, stop_event: threading.Event, resume_from: str | None = None) -> dict:

@@ -44,7 +44,7 @@ def build_dpo_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, 
     """Load the model and the preference data for cfg; return (DPOTrainer, RunRecorder)."""
     from trl import DPOTrainer
 
-    from studio.train import eval_sample, load_for_training, prepare_data, trainer_callbacks
+    from studio.train import cpu_speed_ups, eval_sample, load_for_training, prepare_data, trainer_callbacks
 
     model, tokenizer = load_for_training(cfg, run, plan)
     run.update_status(phase="preparing data", message=Msg("train.preparing_data"))
@@ -64,4 +64,5 @@ def build_dpo_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, 
         callbacks=trainer_callbacks(cfg, recorder),
     )
     trainer.remove_callback(PrinterCallback)  # progress goes to the run folder, not stdout
+    cpu_speed_ups(trainer.model, plan, run)
     return trainer, recorder

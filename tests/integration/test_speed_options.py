@@ -9,18 +9,25 @@ import torch
 from helpers import fast_overrides
 from studio.answer_loss import answer_loss_applies
 from studio.config import StudioConfig, apply_overrides
+from studio.cpu_speed import CPU_ATTENTION, BitDropout
+from studio.estimate import device_plan_for
 from studio.runs import RunStore
 from studio.train import build_trainer
 
 
-def train_losses(tmp_path, overrides: list[str], answer_loss: bool | None = None, threads: int | None = None):
+def train_losses(tmp_path, overrides: list[str], answer_loss: bool | None = None, threads: int | None = None,
+                 **plan_changes):
     """(per-step train losses, eval losses, whether the fast loss ran) of a short demo run, in fp32
     unless the overrides say otherwise: `auto` is bf16 on CPUs with native bf16, where rounding alone
-    moves the losses by ~1e-3 and would hide a real difference in the maths."""
+    moves the losses by ~1e-3 and would hide a real difference in the maths. `plan_changes` turn
+    the device plan's speed options on or off (`attention`, `lora_kernels`)."""
     cfg = apply_overrides(StudioConfig(), fast_overrides(max_steps=6, eval_every=3, **{"save_every": 100})
                           + ["precision=fp32"] + overrides)
-    run = RunStore(tmp_path / f"home-{answer_loss}-{threads}").create(cfg)
-    trainer, _ = build_trainer(cfg, run, threading.Event())
+    run = RunStore(tmp_path / f"home-{answer_loss}-{threads}-{sorted(plan_changes.items())}").create(cfg)
+    plan = {**device_plan_for(cfg), **plan_changes}
+    trainer, _ = build_trainer(cfg, run, threading.Event(), plan)
+    if plan_changes.get("attention"):
+        assert trainer.model.get_base_model().config._attn_implementation == CPU_ATTENTION
     if answer_loss is not None:
         trainer.answer_loss = answer_loss
     before = torch.get_num_threads()
@@ -83,3 +90,65 @@ def test_the_fast_loss_is_left_to_trl_where_the_forward_does_more(tmp_path):
     assert trainer.answer_loss is False  # prompt learning adds virtual tokens inside PEFT's forward
     assert not answer_loss_applies(trainer.model, "cuda", "lora")  # GPUs: TRL compacts on Triton
     assert not answer_loss_applies(trainer.model, "cpu", "lora", processes=2)  # DDP: the wrapper must run
+
+
+def test_plain_attention_on_short_batches_gives_the_same_loss_curve(tmp_path):
+    fast, fast_eval, _ = train_losses(tmp_path, [], attention="short_eager")
+    slow, slow_eval, _ = train_losses(tmp_path, [], attention=None)
+    assert len(fast) == 6 and fast == pytest.approx(slow, rel=1e-4, abs=1e-5)
+    assert fast_eval == pytest.approx(slow_eval, rel=1e-4, abs=1e-5)
+
+
+def test_lora_inputs_kept_in_bf16_give_the_same_loss_curve(tmp_path):
+    """Without dropout the only change is skipping PEFT's bf16 -> fp32 -> bf16 input round trip:
+    the same numbers, so the same curve to float noise."""
+    overrides = ["precision=bf16", "lora_dropout=0"]
+    fast, fast_eval, _ = train_losses(tmp_path, overrides, lora_kernels=True)
+    slow, slow_eval, _ = train_losses(tmp_path, overrides, lora_kernels=False)
+    assert len(fast) == 6 and fast == pytest.approx(slow, rel=1e-3)
+    assert fast_eval == pytest.approx(slow_eval, rel=1e-3)
+
+
+def test_16_bit_dropout_masks_give_the_curve_within_dropout_noise(tmp_path):
+    """Other random masks from the same distribution: the curve moves by dropout's own noise
+    (measured: under 1 %), not by a change in the maths (which would show as a drift)."""
+    fast, _, _ = train_losses(tmp_path, ["lora_dropout=0.1"], lora_kernels=True)
+    slow, _, _ = train_losses(tmp_path, ["lora_dropout=0.1"], lora_kernels=False)
+    assert len(fast) == 6 and fast != slow  # the masks did differ
+    assert fast == pytest.approx(slow, rel=2e-2)
+
+
+def test_the_lora_kernels_replace_every_lora_dropout(tmp_path):
+    cfg = apply_overrides(StudioConfig(), fast_overrides(max_steps=1) + ["lora_dropout=0.1"])
+    run = RunStore(tmp_path / "kernels").create(cfg)
+    plan = {**device_plan_for(cfg), "lora_kernels": True}
+    trainer, _ = build_trainer(cfg, run, threading.Event(), plan)
+    dropouts = [m for m in trainer.model.modules() if isinstance(m, torch.nn.Dropout) and m.p == 0.1]
+    assert dropouts and all(isinstance(m, BitDropout) for m in dropouts)
+    assert "16-bit dropout masks" in (run.path / "logs.txt").read_text()
+
+
+def test_the_command_trains_without_bitsandbytes_unless_quantized(tmp_path):
+    """`studio train` in its own process (cli.entry) leaves bitsandbytes unimported for a LoRA run;
+    the run completes and the process exits 0 with everything saved."""
+    import subprocess
+    import sys
+
+    script = ("import sys; from studio import cli; cli._OWN_PROCESS = True; "
+              f"code = cli.main(['--home', {str(tmp_path)!r}, 'train', *{fast_overrides(max_steps=2)!r}]); "
+              "print('BNB', sys.modules.get('bitsandbytes') is not None); sys.exit(code)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert "BNB False" in done.stdout
+    assert list(tmp_path.glob("runs/*/adapter/adapter_model.safetensors"))
+
+
+def test_a_qlora_command_keeps_bitsandbytes(monkeypatch):
+    import sys
+
+    from studio import cli
+
+    monkeypatch.delitem(sys.modules, "peft", raising=False)
+    before = sys.modules.get("bitsandbytes", "absent")
+    cli._skip_bitsandbytes_unless_quantized(apply_overrides(StudioConfig(), ["method=qlora"]))
+    assert sys.modules.get("bitsandbytes", "absent") is before

@@ -107,3 +107,16 @@ def test_this_machine_is_detected_consistently():
     assert device.cpu_capability == torch.backends.cpu.get_cpu_capability()
     assert device.cpu_flags <= cpu_flags()  # only flags this CPU really reports
     assert device_plan(TrainSection())["device"] == ("cuda" if device.cuda else "cpu")
+
+
+def test_plain_attention_and_lora_kernels_are_for_cpus_only():
+    """bf16 on a CPU: short batches run plain attention (the fused kernel is slower there);
+    fp32 CPUs keep the fused kernel; every CPU run gets the LoRA dropout kernels; GPUs neither."""
+    bf16, fp32, gpu = plan(AMX_XEON), plan(AVX2_EPYC), plan(A100)
+    assert bf16["attention"] == "short_eager" and fp32["attention"] is None and gpu["attention"] is None
+    assert bf16["lora_kernels"] and fp32["lora_kernels"] and not gpu["lora_kernels"]
+    assert device_plan(TrainSection(), "qlora", device=AMX_XEON)["attention"] is None  # fp32 there
+    for lang in ("en", "zh"):
+        line = render(bf16["summary"], lang)
+        assert "160" in line and "\n" not in line
+        assert "160" not in render(fp32["summary"], lang)
