@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/train_speed.py                      # both model sizes, 3 rounds
     .venv/bin/python benchmarks/train_speed.py --model 135m --rows 96 --rounds 2
     .venv/bin/python benchmarks/train_speed.py --llamafactory /opt/lf/bin/llamafactory-cli
+    .venv/bin/python benchmarks/train_speed.py --real-model ~/models/Qwen2.5-0.5B-Instruct   # a GPU machine
 
 Each side trains in its own process (started and timed the same way; peak memory is that
 process's maximum RSS from wait4), in alternating order round by round, so a noisy machine
@@ -23,6 +24,13 @@ SmolLM2-135M from its published configuration (compute-dominated; 49,152-token v
 The rows are the first `--rows` of ../shared/fixtures/data/alpaca_en_demo.json that fit in the
 max length (the studio leaves out longer conversations rather than cut answers, so every side
 gets exactly the rows the studio trains on).
+
+`--real-model PATH` runs the GPU path instead (issue 10, part 4): `studio train` with LoRA (the
+device plan's precision: bf16 on Ampere or newer) and with QLoRA 4-bit on a real local model (a
+0.5B-class instruct model such as Qwen2.5-0.5B-Instruct), `--steps` steps each, and prints tokens/s,
+the peak GPU memory the run recorded (status.json `gpu_peak_bytes`), and MFU: model FLOPs a second
+(studio.estimate's rule, 4 x parameters + 2 x trainable parameters a token, attention left out)
+over the card's dense bf16 peak (datasheet figure, or a measured matmul for cards not listed).
 
 Printed per side: training time, samples/s, tokens/s, peak memory and final loss (medians over
 rounds), the studio's wall time minus its training time, the speed-ups against each other side
@@ -188,6 +196,76 @@ def measure_llamafactory(cli: str, model_dir: Path, files: dict, out: Path) -> d
             "losses": [e["loss"] for e in log if e.get("loss") is not None], "tokens": None}
 
 
+# ---- a real model, LoRA bf16 and QLoRA 4-bit (the GPU path) --------------------------------------
+
+# Dense bf16 peak of common cards (datasheet TFLOP/s, no sparsity): MFU = the model FLOPs a second
+# the run achieved / this peak. Cards not listed are measured with a large bf16 matmul instead.
+GPU_PEAK_TFLOPS = {"H200": 989, "H100": 989, "A100": 312, "L40S": 362, "L40": 181, "L4": 121, "A10": 125,
+                   "RTX 4090": 165, "RTX 3090": 71, "T4": 65, "V100": 125}
+
+
+def device_peak_flops() -> tuple[float, str] | None:
+    """(bf16 peak FLOP/s of the GPU, where that figure came from); None without a GPU."""
+    import torch
+
+    if not torch.cuda.is_available():
+        return None
+    name = torch.cuda.get_device_name()
+    for key, tflops in GPU_PEAK_TFLOPS.items():
+        if key in name:
+            return tflops * 1e12, f"{name}: datasheet {tflops} TFLOP/s bf16"
+    a = torch.randn(8192, 8192, device="cuda", dtype=torch.bfloat16)
+    for _ in range(3):
+        a @ a
+    torch.cuda.synchronize()
+    began, n = time.perf_counter(), 20
+    for _ in range(n):
+        a @ a
+    torch.cuda.synchronize()
+    flops = 2 * 8192**3 * n / (time.perf_counter() - began)
+    return flops, f"{name}: measured {flops / 1e12:.0f} TFLOP/s (8192² bf16 matmul)"
+
+
+def measure_real_model(model: str, method: str, files: dict, out: Path, steps: int) -> dict:
+    """`studio train` of a real model with one method, its own defaults for the device."""
+    from studio.config import StudioConfig, apply_overrides
+    from studio.estimate import count_parameters
+
+    items = [f"{k}={v}" for k, v in SETTINGS.items()] + [
+        f"method={method}", f"model.path={model}", f"data.path={files['studio']}", "val_size=0", "test_size=0",
+        "log_every=1", f"max_steps={steps}"]
+    wall, rss, _ = run_child([sys.executable, "-m", "studio", "--home", str(out), "train", *items])
+    run_dir = next((out / "runs").iterdir())
+    status = json.loads((run_dir / "status.json").read_text())
+    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    tokens = max((e.get("tokens") or 0) for e in events)
+    train_s = status["training_ended_at"] - status["training_started_at"]
+    counts = count_parameters(apply_overrides(StudioConfig(), items))
+    trainable = counts["trainable"] if counts["trainable"] is not None else counts["total"]
+    flops_per_token = 4 * counts["total"] + 2 * trainable  # studio.estimate's rule; attention left out
+    return {"method": method, "train_s": round(train_s, 2), "tokens_per_s": round(tokens / train_s, 1),
+            "gpu_peak_gb": round(status["gpu_peak_bytes"] / 2**30, 2) if status.get("gpu_peak_bytes") else None,
+            "peak_rss_gb": round(rss / 2**30, 2), "wall_minus_train_s": round(wall - train_s, 2),
+            "model_flops_per_s": tokens * flops_per_token / train_s,
+            "final_loss": next((e["loss"] for e in reversed(events) if e.get("loss") is not None), None)}
+
+
+def benchmark_real_model(model: str, rows: int, steps: int, tmp: Path) -> dict:
+    model = str(Path(model).expanduser().resolve())
+    picked = pick_rows(Path(model), rows, tmp / "real")
+    peak = device_peak_flops()
+    results = []
+    for method in ("lora", "qlora"):
+        result = measure_real_model(model, method, picked["files"], tmp / f"real-{method}", steps)
+        if peak:
+            result["mfu"] = round(result["model_flops_per_s"] / peak[0], 4)
+        result["model_flops_per_s"] = f"{result['model_flops_per_s'] / 1e12:.2f} TFLOP/s"
+        results.append(result)
+        print(f"  {model} {method}: {json.dumps(result)}", flush=True)
+    return {"model": model, "rows": picked["rows"], "steps": steps,
+            "peak": peak[1] if peak else "no GPU: MFU not measured", "runs": results}
+
+
 # ---- the comparison -------------------------------------------------------------------------------
 
 def benchmark(size: str, rows: int, rounds: int, lf_cli: str | None, tmp: Path) -> dict:
@@ -242,6 +320,9 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--llamafactory", metavar="CLI", help="llamafactory-cli of a separate environment")
+    parser.add_argument("--real-model", metavar="PATH", help="the GPU path instead: LoRA (bf16) and QLoRA 4-bit "
+                        "runs of this local model (a 0.5B-class instruct model), with tokens/s, peak GPU memory, MFU")
+    parser.add_argument("--steps", type=int, default=50, help="steps of each --real-model run")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
     from studio.models import detect_device
@@ -250,6 +331,10 @@ def main() -> None:
     print(f"CPU: {cpu_name()} ({device.cpu_capability}; native bf16: {device.cpu_bf16}), "
           f"{len(os.sched_getaffinity(0))} usable cores", flush=True)
     random.seed(0)
+    if args.real_model:
+        with tempfile.TemporaryDirectory() as tmp:
+            print(json.dumps(benchmark_real_model(args.real_model, args.rows, args.steps, Path(tmp)), indent=1))
+        return
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in (["7m", "135m"] if args.model == "both" else [args.model]):
