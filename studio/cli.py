@@ -287,9 +287,10 @@ def entry() -> None:
     """The `studio` command as its own process (the console script, `python -m studio`).
 
     The cyclic garbage collector runs less often (see below). After main() it ends the way Python
-    would (non-daemon threads joined, atexit handlers run, output flushed) but skips the interpreter's teardown of every loaded module, which takes about
-    1.2 s once torch, transformers and peft are loaded: time a user waits after the run has ended
-    and everything is saved."""
+    would (non-daemon threads joined, atexit handlers run, output flushed) but skips the
+    interpreter's teardown of every loaded module, which takes about 1.2 s once torch,
+    transformers and peft are loaded: time a user waits after the run has ended and everything is
+    saved."""
     import atexit
     import gc
     import threading

@@ -59,7 +59,8 @@ def speed_up_lora(model, autocast_bf16: bool) -> int:
             if type(dropout) is torch.nn.Dropout:
                 dropouts[name] = BitDropout(dropout.p)
         # Plain LoRA only: DoRA and the other variants do more with the input than one matmul.
-        if autocast_bf16 and hasattr(module, "cast_input_dtype_enabled") and not getattr(module, "lora_variant", None):
+        plain = hasattr(module, "cast_input_dtype_enabled") and not getattr(module, "lora_variant", None)
+        if autocast_bf16 and plain:
             module.cast_input_dtype_enabled = False
         changed += 1
     return changed

@@ -34,7 +34,8 @@ def table() -> dict[str, dict[str, str]]:
     """All entries from every YAML file here; a key defined twice is a bug, not an override."""
     merged: dict[str, dict[str, str]] = {}
     for path in sorted(_DIR.glob("*.yaml")):
-        data = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        # libyaml's safe loader when PyYAML has it: the pure-Python one took 0.18 s of every start.
+        data = yaml.load(path.read_text(encoding="utf-8"), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader)) or {}
         for key, entry in data.items():
             if key in merged:
                 raise ValueError(f"translation key {key!r} is defined twice ({path.name})")
