@@ -61,6 +61,10 @@ SLOW_SHARE = 0.1
 SLOW_POINTS = 5
 
 UNSTABLE_FIX = Msg("diag.unstable_fix")
+# Logged steps in a row with a gradient norm of exactly 0 (after one above 0) and an unmoving loss:
+# the weights blew up and saturated instead of overflowing to NaN (bf16 autocast does this: the
+# activations overflow, the norm layers zero them, every prediction turns uniform).
+COLLAPSE_STEPS = 3
 # The numeric keys of a metrics event (studio.recorder); null in a diagnostic line.
 METRIC_KEYS = ("epoch", "loss", "eval_loss", "learning_rate", "grad_norm", "tokens", "tokens_per_s")
 
@@ -113,6 +117,20 @@ def is_flat(losses: list[float]) -> bool:
     slope_se = spread / math.sqrt(sum((x - x_mean) ** 2 for x in xs))
     fall, fall_se = -slope * (n - 1), slope_se * (n - 1)
     return fall < max(FLAT_MIN_DROP * abs(intercept), FLAT_NOISE_SE * fall_se)
+
+
+def is_collapsed(points: list[tuple[float | None, float | None]]) -> bool:
+    """(grad_norm, loss) of the logged steps so far, in order: the last COLLAPSE_STEPS have a
+    gradient norm of exactly 0 and the same positive loss, after a step whose gradient was not 0.
+    (A batch without trained tokens has loss 0 and no gradient: that is not a collapse.)"""
+    if len(points) <= COLLAPSE_STEPS:
+        return False
+    last = points[-COLLAPSE_STEPS:]
+    losses = [loss for _, loss in last]
+    if any(grad != 0.0 or not _finite(loss) or loss <= 0 for grad, loss in last):
+        return False
+    same = max(losses) - min(losses) <= 1e-5 * abs(losses[0])
+    return same and any(_finite(grad) and grad > 0 for grad, _ in points[:-COLLAPSE_STEPS])
 
 
 def spike_median(recent: list[float], value: float) -> float | None:
@@ -222,6 +240,7 @@ class Watcher:
         self.train: list[tuple[int, float]] = []   # (step, loss) as logged, NaN included
         self.evals: list[tuple[int, float]] = []
         self.speeds: list[float] = []
+        self.grads: list[tuple[float | None, float | None]] = []  # (grad_norm, loss) of each train step
         self.active: dict[str, int] = {}           # raised code -> consecutive checks it held false
         # A resumed run keeps what it already said (at most once per run).
         for event in diagnostic_events(run.read_metrics()) if run is not None else []:
@@ -261,6 +280,12 @@ class Watcher:
                                                Msg("diag.not_finite", metric=metric, value=str(value), step=step),
                                                UNSTABLE_FIX))
         loss = event.get("loss")
+        if loss is not None:
+            self.grads.append((event.get("grad_norm"), loss))
+            if self._check("collapsed", is_collapsed(self.grads)):
+                raised.append(diagnostic_event("collapsed", "error", step,
+                                               Msg("diag.collapsed", n=COLLAPSE_STEPS, loss=_fmt(loss)),
+                                               UNSTABLE_FIX))
         if _finite(loss):
             median = spike_median([v for _, v in self.train], loss)
             if self._check("spike", median is not None):

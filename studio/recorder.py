@@ -17,7 +17,7 @@ import time
 
 from transformers import TrainerCallback
 
-from studio.diagnostics import watcher_for
+from studio.diagnostics import COLLAPSE_STEPS, is_collapsed, watcher_for
 from studio.i18n import Msg
 from studio.runs import Run
 
@@ -58,6 +58,7 @@ class RunRecorder(TrainerCallback):
         self.last_loss: float | None = None
         self.last_eval_loss: float | None = None
         self.watcher = None  # studio.diagnostics.Watcher, built at train begin
+        self._grads: list[tuple] = []  # (grad_norm, loss) of each logged train step: the collapse rule
 
     def on_train_begin(self, args, state, control, **kwargs):
         now = time.time()
@@ -139,4 +140,10 @@ class RunRecorder(TrainerCallback):
             if value is not None and not math.isfinite(value):
                 self.failure = Msg("train.not_finite", metric=METRIC_NAMES[name],
                                    value=str(value), step=state.global_step)
+                control.should_training_stop = True
+        if event["loss"] is not None:
+            self._grads.append((event["grad_norm"], event["loss"]))
+            if self.failure is None and is_collapsed(self._grads):
+                self.failure = Msg("train.collapsed", step=state.global_step, n=COLLAPSE_STEPS,
+                                   loss=f"{event['loss']:.4f}")
                 control.should_training_stop = True

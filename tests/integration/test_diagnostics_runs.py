@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from helpers import ROOT, fast_overrides
 from studio.runs import RunStore
 from studio.workspace import Workspace
@@ -21,7 +23,8 @@ def diagnostics(run) -> dict:
     return {e["diagnostic"]: e for e in run.read_metrics() if e.get("diagnostic")}
 
 
-def test_absurd_learning_rate_fails_with_nan_and_the_advice(home, monkeypatch):
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_absurd_learning_rate_fails_with_nan_and_the_advice(home, monkeypatch, precision):
     import studio.train
 
     # The form refuses a learning rate above 1.0, so the absurd one is put into the trainer's
@@ -32,14 +35,17 @@ def test_absurd_learning_rate_fails_with_nan_and_the_advice(home, monkeypatch):
         return {**real(*args, **kwargs), "learning_rate": 1e4}
 
     monkeypatch.setattr(studio.train, "training_arguments", absurd)
-    run = train(Workspace(home), fast_overrides(max_steps=20, eval_every=1000, max_grad_norm=0))
+    run = train(Workspace(home), fast_overrides(max_steps=20, eval_every=1000, max_grad_norm=0,
+                                                precision=precision))
     status = run.status()
     assert status["state"] == "failed", status
-    assert status["message_msg"]["code"] == "train.not_finite"
+    # How the weights blow up depends on the kernels: fp32 overflows to NaN; under bf16 autocast the
+    # activations saturate instead (the norm layers zero them) and the gradients become exactly 0.
+    kind = {"train.not_finite": "not_finite", "train.collapsed": "collapsed"}[status["message_msg"]["code"]]
     found = diagnostics(run)
-    assert found["not_finite"]["severity"] == "error"
-    assert found["not_finite"]["fix"]["code"] == "diag.unstable_fix"
-    assert found["not_finite"]["step"] == status["step"]
+    assert found[kind]["severity"] == "error"
+    assert found[kind]["fix"]["code"] == "diag.unstable_fix"
+    assert found[kind]["step"] == status["step"]
 
 
 def test_overfitting_run_raises_its_diagnostic(home):

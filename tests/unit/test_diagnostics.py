@@ -189,3 +189,27 @@ def test_flat_training_loss_is_not_raised_while_eval_loss_falls(run):
         eval_loss = 0.52 - 0.01 * step if step % 3 == 0 else None
         raised += w.feed(metric(step, loss=0.6 + 0.1 * ((-1) ** step), eval_loss=eval_loss))
     assert "flat_loss" not in [e["diagnostic"] for e in raised]
+
+
+def test_collapse_is_exact_zero_gradients_on_a_stuck_positive_loss_after_real_ones():
+    live = [(6.5, 5.9), (8.1, 7.0), (1.5e12, 9.4)]
+    stuck = [(0.0, 8.3177)] * 3
+    assert d.is_collapsed(live + stuck)
+    assert not d.is_collapsed(live + stuck[:2])                          # not yet COLLAPSE_STEPS
+    assert not d.is_collapsed(stuck * 2)                                 # never trained: frozen, not collapsed
+    assert not d.is_collapsed(live + [(0.0, 0.0)] * 3)                   # batches without trained tokens
+    assert not d.is_collapsed(live + [(0.0, 8.3), (0.0, 8.1), (0.0, 7.9)])  # the loss still moves
+    assert not d.is_collapsed(live + [(1e-9, 8.3177)] * 3)               # tiny but real gradients
+
+
+def test_the_watcher_raises_collapse_as_an_error_with_the_unstable_advice(tmp_path):
+    from studio.runs import RunStore
+
+    run = RunStore(tmp_path).create(StudioConfig())
+    watcher = d.Watcher(run)
+    raised = []
+    for step, (grad, loss) in enumerate([(6.5, 5.9), (8.1, 7.0), (1.5e12, 9.4)] + [(0.0, 8.3177)] * 3, 1):
+        raised += watcher.feed({"step": step, "loss": loss, "grad_norm": grad})
+    collapsed = [e for e in raised if e["diagnostic"] == "collapsed"]
+    assert len(collapsed) == 1 and collapsed[0]["severity"] == "error" and collapsed[0]["step"] == 6
+    assert collapsed[0]["fix"]["code"] == "diag.unstable_fix"
