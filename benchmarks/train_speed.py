@@ -164,13 +164,19 @@ def measure_trl(model_dir: Path, files: dict, out: Path) -> dict:
             "losses": result["losses"], "tokens": result["tokens"]}
 
 
-def measure_studio(model_dir: Path, files: dict, out: Path) -> dict:
-    items = [f"{k}={v}" for k, v in SETTINGS.items()] + [
-        f"model.path={model_dir}", f"data.path={files['studio']}", "val_size=0", "test_size=0", "log_every=1"]
+def studio_train(items: list[str], out: Path) -> tuple[float, float, dict, list[dict]]:
+    """(wall seconds, peak RSS, status.json, metrics events) of one `studio train` child process."""
     wall, rss, _ = run_child([sys.executable, "-m", "studio", "--home", str(out), "train", *items])
     run_dir = next((out / "runs").iterdir())
     status = json.loads((run_dir / "status.json").read_text())
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    return wall, rss, status, events
+
+
+def measure_studio(model_dir: Path, files: dict, out: Path) -> dict:
+    items = [f"{k}={v}" for k, v in SETTINGS.items()] + [
+        f"model.path={model_dir}", f"data.path={files['studio']}", "val_size=0", "test_size=0", "log_every=1"]
+    wall, rss, status, events = studio_train(items, out)
     steps = [e for e in events if e.get("loss") is not None]
     return {"train_s": status["training_ended_at"] - status["training_started_at"], "wall_s": wall, "rss": rss,
             "losses": [e["loss"] for e in steps], "tokens": steps[-1].get("tokens") if steps else None}
@@ -234,10 +240,7 @@ def measure_real_model(model: str, method: str, files: dict, out: Path, steps: i
     items = [f"{k}={v}" for k, v in SETTINGS.items()] + [
         f"method={method}", f"model.path={model}", f"data.path={files['studio']}", "val_size=0", "test_size=0",
         "log_every=1", f"max_steps={steps}"]
-    wall, rss, _ = run_child([sys.executable, "-m", "studio", "--home", str(out), "train", *items])
-    run_dir = next((out / "runs").iterdir())
-    status = json.loads((run_dir / "status.json").read_text())
-    events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
+    wall, rss, status, events = studio_train(items, out)
     tokens = max((e.get("tokens") or 0) for e in events)
     train_s = status["training_ended_at"] - status["training_started_at"]
     counts = count_parameters(apply_overrides(StudioConfig(), items))
