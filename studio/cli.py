@@ -175,6 +175,9 @@ def cmd_train(args, home) -> int:
     cfg = None if run else from_command_line(args.items)
     if _OWN_PROCESS:
         _skip_bitsandbytes_unless_quantized(cfg or run.config())
+        from studio.startup import pause_collector
+
+        pause_collector()  # until the libraries are imported (studio.startup)
     previous = stop_jobs_on_sigterm(interrupt_main=False)  # `docker stop` / PID 1: stop, save, end 'stopped', exit
     try:
         return _train_and_report(args, home, jobs, cfg, run)
@@ -286,7 +289,8 @@ def _skip_bitsandbytes_unless_quantized(cfg) -> None:
 def entry() -> None:
     """The `studio` command as its own process (the console script, `python -m studio`).
 
-    The cyclic garbage collector runs less often (see below). After main() it ends the way Python
+    The cyclic garbage collector runs less often (see below; `studio train` also pauses it while
+    the libraries import: studio.startup). After main() it ends the way Python
     would (non-daemon threads joined, atexit handlers run, output flushed) but skips the
     interpreter's teardown of every loaded module, which takes about 1.2 s once torch,
     transformers and peft are loaded: time a user waits after the run has ended and everything is

@@ -44,6 +44,7 @@ from studio.formats import to_dataset
 from studio.i18n import Msg, t
 from studio.estimate import device_plan_for
 from studio.models import load_model, peft_config_for
+from studio.startup import imports_settled
 from studio.recorder import RunRecorder
 from studio.runs import Run
 from studio.trackers import reporting, training_kwargs
@@ -206,6 +207,7 @@ def build_trainer(cfg: StudioConfig, run: Run, stop_event: threading.Event, plan
 
 def load_for_training(cfg: StudioConfig, run: Run, plan: dict):
     """The model and tokenizer, loaded as the method says, with what was loaded in logs.txt."""
+    imports_settled()  # both trainers' libraries are imported by now (studio.startup)
     run.log(f"device plan: {plan}")
     run.update_status(phase="loading model", message=Msg("train.loading_model"))
     model, tokenizer = load_model(cfg, plan)

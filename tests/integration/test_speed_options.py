@@ -130,16 +130,19 @@ def test_the_lora_kernels_replace_every_lora_dropout(tmp_path):
 
 def test_the_command_trains_without_bitsandbytes_unless_quantized(tmp_path):
     """`studio train` in its own process (cli.entry) leaves bitsandbytes unimported for a LoRA run;
-    the run completes and the process exits 0 with everything saved."""
+    the run completes and the process exits 0 with everything saved. The garbage collector, paused
+    while the libraries imported, is back on, with the import-time objects frozen (studio.startup)."""
     import subprocess
     import sys
 
     script = ("import sys; from studio import cli; cli._OWN_PROCESS = True; "
               f"code = cli.main(['--home', {str(tmp_path)!r}, 'train', *{fast_overrides(max_steps=2)!r}]); "
-              "print('BNB', sys.modules.get('bitsandbytes') is not None); sys.exit(code)")
+              "print('BNB', sys.modules.get('bitsandbytes') is not None); "
+              "import gc; print('GC', gc.isenabled(), gc.get_freeze_count() > 100_000); sys.exit(code)")
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=600)
     assert done.returncode == 0, done.stderr[-2000:]
     assert "BNB False" in done.stdout
+    assert "GC True True" in done.stdout
     assert list(tmp_path.glob("runs/*/adapter/adapter_model.safetensors"))
 
 
