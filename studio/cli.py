@@ -290,14 +290,12 @@ def entry() -> None:
     """The `studio` command as its own process (the console script, `python -m studio`).
 
     The cyclic garbage collector runs less often (see below; `studio train` also pauses it while
-    the libraries import: studio.startup). After main() it ends the way Python
-    would (non-daemon threads joined, atexit handlers run, output flushed) but skips the
+    the libraries import: studio.startup). After main() it ends the way Python would (threading's
+    exit hooks, non-daemon threads joined, atexit handlers run, output flushed) but skips the
     interpreter's teardown of every loaded module, which takes about 1.2 s once torch,
     transformers and peft are loaded: time a user waits after the run has ended and everything is
     saved."""
-    import atexit
     import gc
-    import threading
 
     global _OWN_PROCESS
     _OWN_PROCESS = True
@@ -305,10 +303,24 @@ def entry() -> None:
     # transformers, peft and trl creates millions, so it ran thousands of times for nothing:
     # a first threshold of 50 000 took about 1 s off the start (measured: 5.0 -> 4.1 s of imports).
     gc.set_threshold(50_000, 50, 50)
-    code = main()  # SystemExit (argparse's own errors) ends the process the usual way
-    for thread in threading.enumerate():
-        if thread is not threading.main_thread() and not thread.daemon:
-            thread.join()
+    _end_process(main())  # SystemExit (argparse's own errors) ends the process the usual way
+
+
+def _end_process(code: int) -> None:
+    """End this process as the interpreter would, minus the teardown of its modules."""
+    import atexit
+    import threading
+
+    # What the interpreter's own exit does first: threading's exit hooks (concurrent.futures
+    # wakes its idle pool workers so they end; a plain join of every non-daemon thread waited on
+    # those forever once `studio ui` was stopped), then a join of the non-daemon threads.
+    shutdown = getattr(threading, "_shutdown", None)
+    if shutdown is not None:
+        shutdown()
+    else:  # not CPython: join what is left
+        for thread in threading.enumerate():
+            if thread is not threading.main_thread() and not thread.daemon:
+                thread.join()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()

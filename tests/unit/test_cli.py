@@ -137,3 +137,17 @@ def test_unreachable_hub_fails_with_one_sentence(home, capsys, monkeypatch):
     assert err.startswith("error: Model 'someone/not-downloaded' is not on this machine and the Hugging "
                           "Face Hub cannot be reached"), err
     assert not list((home / "runs").glob("*"))
+
+
+def test_the_command_process_ends_with_idle_pool_workers_alive():
+    """`studio ui` stopped by SIGTERM left idle ThreadPoolExecutor workers (non-daemon threads that
+    wait on their queue). cli's end of process runs threading's exit hooks, as the interpreter
+    does, so they end; joining them directly waited forever. Its exit code and atexit handlers stay."""
+    import subprocess
+    import sys
+
+    script = ("import atexit, concurrent.futures as cf; pool = cf.ThreadPoolExecutor(2); pool.submit(int).result(); "
+              "atexit.register(print, 'atexit ran'); from studio import cli; cli._end_process(3)")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 3, done.stderr[-2000:]
+    assert "atexit ran" in done.stdout
