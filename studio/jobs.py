@@ -27,9 +27,9 @@ the same way wherever it comes from.
 
 from __future__ import annotations
 
-import _thread
 import contextlib
 import logging
+import os
 import signal
 import sys
 import threading
@@ -274,6 +274,7 @@ def stop_jobs_on_sigterm(timeout: float = 600, interrupt_main: bool = True):
     if threading.current_thread() is not threading.main_thread():
         return None  # only the main thread may install signal handlers
     stopping: list[threading.Thread] = []
+    saved = threading.Event()
 
     def stop_then_interrupt(active):
         for manager in active:
@@ -281,9 +282,15 @@ def stop_jobs_on_sigterm(timeout: float = 600, interrupt_main: bool = True):
         for manager in active:
             manager.wait(timeout)
         if interrupt_main:  # `studio ui`: now its Ctrl-C path exits. Commands that wait for the
-            _thread.interrupt_main()  # job end by themselves once it is saved (no late interrupt).
+            # job end by themselves once it is saved (no late interrupt). Not _thread.interrupt_main:
+            # it does nothing where SIGINT is ignored, as a background job of a non-interactive
+            # shell inherits it (the UI then never exited). This handler raises it instead.
+            saved.set()
+            os.kill(os.getpid(), signal.SIGTERM)
 
     def on_sigterm(signum, frame):
+        if saved.is_set():
+            raise KeyboardInterrupt
         # The handler runs in the main thread, which may be holding the status lock at this very
         # moment: waiting here for the job (which needs that lock) would deadlock. So the stop and
         # the wait happen in a thread of their own, and further SIGTERMs (`timeout`, `docker

@@ -217,7 +217,11 @@ def test_sigterm_stops_studio_train_and_the_run_is_final(home, as_pid_one):
     assert out.count("Stopped after") == 1
 
 
-def test_sigterm_stops_studio_ui_and_its_run(home, tmp_path):
+@pytest.mark.parametrize("sigint_ignored", [False, True], ids=["plain", "sigint-ignored"])
+def test_sigterm_stops_studio_ui_and_its_run(home, tmp_path, sigint_ignored):
+    """SIGTERM stops the run (saved, `stopped`) and the UI process exits. Also where SIGINT is
+    ignored, as a background job of a non-interactive shell (CI, nohup) inherits it: the exit
+    must not depend on Ctrl-C's KeyboardInterrupt reaching the main thread."""
     import urllib.request
 
     from gradio_client import Client
@@ -226,9 +230,11 @@ def test_sigterm_stops_studio_ui_and_its_run(home, tmp_path):
 
     url = f"http://127.0.0.1:{free_port()}/"
     log = open(tmp_path / "ui.log", "w")
+    disposition = signal.SIG_IGN if sigint_ignored else signal.SIG_DFL  # whatever pytest inherited
     proc = subprocess.Popen([sys.executable, "-m", "studio", "ui", "--home", str(home),
                              "--port", url.rsplit(":", 1)[1].strip("/")],
-                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT)
+                            stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, disposition))
     try:
         def answers():
             assert proc.poll() is None, (tmp_path / "ui.log").read_text()[-3000:]
