@@ -3,6 +3,7 @@
     .venv/bin/python benchmarks/train_speed.py                      # both model sizes, 3 rounds
     .venv/bin/python benchmarks/train_speed.py --model 135m --rows 96 --rounds 2
     .venv/bin/python benchmarks/train_speed.py --llamafactory /opt/lf/bin/llamafactory-cli
+    .venv/bin/python benchmarks/train_speed.py --studio-set precision=fp32   # as on a CPU without native bf16
     .venv/bin/python benchmarks/train_speed.py --real-model ~/models/Qwen2.5-0.5B-Instruct   # a GPU machine
 
 Each side trains in its own process (started and timed the same way; peak memory is that
@@ -13,6 +14,8 @@ with cosine decay, seed 42, the loss on the answers.
 
 - `studio`: `python -m studio train` with the studio's own defaults for the machine (precision,
   loss path, threads, checkpoints): what a user gets. Its wall time is measured too.
+  `--studio-set KEY=VALUE` (repeatable) changes one of them, e.g. `precision=fp32` for what a
+  CPU without native bf16 gets (the peers train in fp32 everywhere).
 - `trl`: the script a user would write: SFTTrainer, fp32 and no gradient checkpointing (TRL's
   defaults would turn on bf16 autocast and checkpointing, both slower on a CPU), nothing else set.
 - `llamafactory`: `llamafactory-cli train` from a separate environment (it pins other library
@@ -173,9 +176,9 @@ def studio_train(items: list[str], out: Path) -> tuple[float, float, dict, list[
     return wall, rss, status, events
 
 
-def measure_studio(model_dir: Path, files: dict, out: Path) -> dict:
+def measure_studio(model_dir: Path, files: dict, out: Path, extra: list[str]) -> dict:
     items = [f"{k}={v}" for k, v in SETTINGS.items()] + [
-        f"model.path={model_dir}", f"data.path={files['studio']}", "val_size=0", "test_size=0", "log_every=1"]
+        f"model.path={model_dir}", f"data.path={files['studio']}", "val_size=0", "test_size=0", "log_every=1", *extra]
     wall, rss, status, events = studio_train(items, out)
     steps = [e for e in events if e.get("loss") is not None]
     return {"train_s": status["training_ended_at"] - status["training_started_at"], "wall_s": wall, "rss": rss,
@@ -271,10 +274,10 @@ def benchmark_real_model(model: str, rows: int, steps: int, tmp: Path) -> dict:
 
 # ---- the comparison -------------------------------------------------------------------------------
 
-def benchmark(size: str, rows: int, rounds: int, lf_cli: str | None, tmp: Path) -> dict:
+def benchmark(size: str, rows: int, rounds: int, lf_cli: str | None, tmp: Path, studio_set: list[str]) -> dict:
     model_dir = build_model(size, tmp / f"model-{size}")
     picked = pick_rows(model_dir, rows, tmp)
-    sides = {"studio": lambda out: measure_studio(model_dir, picked["files"], out),
+    sides = {"studio": lambda out: measure_studio(model_dir, picked["files"], out, studio_set),
              "trl": lambda out: measure_trl(model_dir, picked["files"], out)}
     if lf_cli:
         sides["llamafactory"] = lambda out: measure_llamafactory(lf_cli, model_dir, picked["files"], out)
@@ -326,6 +329,8 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=200)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--llamafactory", metavar="CLI", help="llamafactory-cli of a separate environment")
+    parser.add_argument("--studio-set", metavar="KEY=VALUE", action="append", default=[],
+                        help="a setting of the studio side, e.g. precision=fp32 (repeatable)")
     parser.add_argument("--real-model", metavar="PATH", help="the GPU path instead: LoRA (bf16) and QLoRA 4-bit "
                         "runs of this local model (a 0.5B-class instruct model), with tokens/s, peak GPU memory, MFU")
     parser.add_argument("--steps", type=int, default=50, help="steps of each --real-model run")
@@ -344,7 +349,7 @@ def main() -> None:
     reports = []
     with tempfile.TemporaryDirectory() as tmp:
         for size in (["7m", "135m"] if args.model == "both" else [args.model]):
-            reports.append(benchmark(size, args.rows, args.rounds, args.llamafactory, Path(tmp)))
+            reports.append(benchmark(size, args.rows, args.rounds, args.llamafactory, Path(tmp), args.studio_set))
             print(json.dumps(reports[-1], indent=1), flush=True)
     for report in reports:
         target = 1.5 if report["model"] == "135m" else 1.3
