@@ -336,7 +336,14 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=50, help="steps of each --real-model run")
     args = parser.parse_args()
     sys.path.insert(0, str(ROOT))
+    from studio.config import StudioConfig, apply_overrides, check
+    from studio.errors import UserError
     from studio.models import detect_device
+
+    try:  # a bad --studio-set fails here in one line, not after the models are built
+        check(apply_overrides(StudioConfig(), args.studio_set))
+    except UserError as exc:
+        parser.error(f"--studio-set: {exc.render()}")
 
     device = detect_device()
     print(f"CPU: {cpu_name()} ({device.cpu_capability}; native bf16: {device.cpu_bf16}), "

@@ -311,16 +311,10 @@ def _end_process(code: int) -> None:
     import atexit
     import threading
 
-    # What the interpreter's own exit does first: threading's exit hooks (concurrent.futures
+    # What the interpreter's own exit calls first: threading's exit hooks (concurrent.futures
     # wakes its idle pool workers so they end; a plain join of every non-daemon thread waited on
     # those forever once `studio ui` was stopped), then a join of the non-daemon threads.
-    shutdown = getattr(threading, "_shutdown", None)
-    if shutdown is not None:
-        shutdown()
-    else:  # not CPython: join what is left
-        for thread in threading.enumerate():
-            if thread is not threading.main_thread() and not thread.daemon:
-                thread.join()
+    threading._shutdown()
     atexit._run_exitfuncs()
     sys.stdout.flush()
     sys.stderr.flush()
