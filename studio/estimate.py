@@ -20,6 +20,7 @@ import warnings
 from studio.config import StudioConfig, total_steps
 from studio.i18n import Msg
 from studio.paths import resolve_model_path
+from studio.startup import wait_for_warm_up
 
 MB = 1024 ** 2
 # A training process on a CPU before the model counts: Python + torch + transformers + TRL +
@@ -78,6 +79,7 @@ def count_parameters(cfg: StudioConfig) -> dict:
 
 
 def _count(cfg: StudioConfig) -> dict:
+    wait_for_warm_up()
     import torch
     from transformers import AutoConfig, AutoModelForCausalLM
 

@@ -48,7 +48,6 @@ from studio.runs import Run, RunStore, process_identity
 # Libraries whose warnings and log lines belong in the run's logs.txt, not the terminal.
 LIBRARY_LOGGERS = ("transformers", "trl", "peft", "accelerate", "bitsandbytes", "datasets", "torch")
 
-_warm_up: threading.Thread | None = None
 _managers: "weakref.WeakSet[JobManager]" = weakref.WeakSet()
 
 
@@ -57,19 +56,6 @@ def run_training(run: Run, stop_event: threading.Event, resume_from: str | None 
     from studio.train import run_training as train
 
     return train(run, stop_event, resume_from=resume_from)
-
-
-def warm_up() -> None:
-    """Import the training stack in the background so the first Start is quick."""
-    global _warm_up
-    _warm_up = threading.Thread(target=lambda: __import__("studio.train"), name="warm-up", daemon=True)
-    _warm_up.start()
-
-
-def _wait_for_warm_up() -> None:
-    # transformers' lazy module is not safe to import from two threads at once.
-    if _warm_up is not None:
-        _warm_up.join()
 
 
 class _RunLogHandler(logging.Handler):
@@ -176,8 +162,7 @@ class JobManager:
         from studio.distributed import check_launch
 
         check_launch(cfg)  # a process count or strategy this machine cannot run
-        _wait_for_warm_up()
-        check_model(cfg.model)
+        check_model(cfg.model)  # waits for the UI's background import first (studio.startup)
         from studio import data
 
         check_data = getattr(data, "check_training_data", None)

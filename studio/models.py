@@ -27,6 +27,7 @@ from studio.config import MethodSection, ModelSection, StudioConfig, TrainSectio
 from studio.errors import UserError
 from studio.i18n import Msg
 from studio.paths import resolve_model_path
+from studio.startup import wait_for_warm_up
 
 # Used only when a tokenizer brings no template of its own (base models such as tiny Llamas).
 FALLBACK_CHAT_TEMPLATE = (
@@ -48,6 +49,7 @@ def check_model(section: ModelSection):
     then is the Hub asked, and only after a short reachability probe: without it, an offline
     machine waits on huggingface_hub's timeouts and retries for most of a minute.
     """
+    wait_for_warm_up()
     from transformers import AutoConfig
 
     path = resolve_model_path(section.path)

@@ -1,4 +1,11 @@
-"""Start-up cost of a process that trains one run (`studio train`): Python's garbage collector.
+"""Start-up: the UI's background import of the training stack, and the garbage collector of a
+process that trains one run (`studio train`).
+
+The UI imports transformers, TRL and PEFT in a thread while it starts (`warm_up`), so the first
+Start is quick. transformers 5's lazy module is not safe to import from two threads at once (a
+second thread gets `ImportError: cannot import name 'AutoConfig' from 'transformers'`), so every
+backend entry that touches transformers from a request's thread waits for it first
+(`wait_for_warm_up`: the model check and the parameter count; the job waits in its check).
 
 Importing torch, transformers, datasets, peft and trl creates about 450,000 objects that live as
 long as the process. CPython's cyclic collector walks all of them on every full collection:
@@ -18,8 +25,23 @@ and `imports_settled()` does nothing there.
 from __future__ import annotations
 
 import gc
+import threading
 
 _paused = False
+_warm_up: threading.Thread | None = None
+
+
+def warm_up() -> None:
+    """Import the training stack in the background so the first Start is quick."""
+    global _warm_up
+    _warm_up = threading.Thread(target=lambda: __import__("studio.train"), name="warm-up", daemon=True)
+    _warm_up.start()
+
+
+def wait_for_warm_up() -> None:
+    """Return once the background import (if any) is done; before touching transformers."""
+    if _warm_up is not None and _warm_up is not threading.current_thread():
+        _warm_up.join()
 
 
 def pause_collector() -> None:

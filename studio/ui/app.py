@@ -29,9 +29,9 @@ import gradio as gr
 from studio.errors import explain
 from studio.i18n import DEFAULT, LANGUAGES, Msg, t
 from studio.security import AllowedHosts, HostGuard, LaunchPolicy
+from studio.startup import warm_up
 from studio.ui import arena_tab, chat_tab, data_tab, evaluate_tab, runs_tab, train_tab
 from studio.ui.texts import Texts
-from studio.jobs import warm_up
 from studio.workspace import Workspace
 
 CSS = (Path(__file__).resolve().parents[2] / "assets" / "studio.css")

@@ -39,3 +39,28 @@ def test_a_collector_someone_else_turned_off_stays_off(collector):
     startup.pause_collector()
     startup.imports_settled()
     assert not gc.isenabled() and gc.get_freeze_count() == 0
+
+
+def test_wait_for_warm_up_waits_for_the_background_import(monkeypatch):
+    """transformers' lazy module is not safe to import from two threads at once: the model check
+    and the parameter count wait until the UI's background import is done."""
+    import threading
+
+    gate, entered = threading.Event(), threading.Event()
+
+    def slow_import():
+        entered.set()
+        startup.wait_for_warm_up()  # from the warm-up thread itself: returns at once
+        gate.wait(30)
+
+    thread = threading.Thread(target=slow_import)
+    monkeypatch.setattr(startup, "_warm_up", thread)
+    thread.start()
+    assert entered.wait(30)
+    waited = threading.Thread(target=startup.wait_for_warm_up)
+    waited.start()
+    waited.join(0.5)
+    assert waited.is_alive()  # still waiting on the import
+    gate.set()
+    waited.join(30)
+    assert not waited.is_alive() and not thread.is_alive()
