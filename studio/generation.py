@@ -28,6 +28,7 @@ import torch
 from studio.errors import UserError
 from studio.models import load_tokenizer
 from studio.paths import resolve_model_path
+from studio.startup import wait_for_warm_up
 
 MAX_LOSS_TOKENS = 1024  # prompt + reference beyond this are cut for the loss pass (memory bound)
 
@@ -84,6 +85,7 @@ def _dtype():
 
 def load_model_for_eval(source: str | Path, trust_remote_code: bool = False):
     """A causal LM (base model or full fine-tuned model folder) and its tokenizer, in eval mode."""
+    wait_for_warm_up()
     import transformers
     from transformers import AutoModelForCausalLM
 

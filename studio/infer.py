@@ -28,9 +28,11 @@ import torch
 
 from studio.models import load_tokenizer
 from studio.paths import resolve_model_path
+from studio.startup import wait_for_warm_up
 
 
 def load_for_inference(source: str | Path):
+    wait_for_warm_up()
     import transformers
 
     transformers.utils.logging.disable_progress_bar()
@@ -168,6 +170,7 @@ def require_safetensors(folder: str | Path, kind: str = "model") -> Path:
 
 def load_base_model(source: str | Path, trust_remote_code: bool = False):
     """A plain (non-PEFT) causal LM and its tokenizer, from safetensors only, ready to generate."""
+    wait_for_warm_up()
     import transformers
     from transformers import AutoModelForCausalLM
 

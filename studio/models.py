@@ -267,6 +267,7 @@ def _eager_max_keys() -> int:
 
 
 def load_tokenizer(path: str, trust_remote_code: bool = False):
+    wait_for_warm_up()
     from transformers import AutoTokenizer
 
     tokenizer = AutoTokenizer.from_pretrained(path, trust_remote_code=trust_remote_code, token=hub.token())

@@ -5,7 +5,8 @@ The UI imports transformers, TRL and PEFT in a thread while it starts (`warm_up`
 Start is quick. transformers 5's lazy module is not safe to import from two threads at once (a
 second thread gets `ImportError: cannot import name 'AutoConfig' from 'transformers'`), so every
 backend entry that touches transformers from a request's thread waits for it first
-(`wait_for_warm_up`: the model check and the parameter count; the job waits in its check).
+(`wait_for_warm_up`: the model check, the parameter count, the tokenizer and the model loaders
+of Evaluate and Chat). After the warm-up it costs nothing; without one (`studio train`) neither.
 
 Importing torch, transformers, datasets, peft and trl creates about 450,000 objects that live as
 long as the process. CPython's cyclic collector walks all of them on every full collection:
