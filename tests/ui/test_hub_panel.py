@@ -1,10 +1,13 @@
 """The Train tab with a Hub that never answers: the status line says so, a curated Hub model gets a
-sentence under the form instead of a frozen page, and the token box never echoes its value."""
+sentence under the form instead of a frozen page, the token box never echoes its value, and a
+local model still trains."""
 
 import socket
 import threading
 
 import pytest
+
+from helpers import fast_overrides, wait_for
 
 
 @pytest.fixture(scope="module")
@@ -61,3 +64,17 @@ def test_unreachable_hub_is_said_and_a_hub_model_answers(hung_server, page):
     assert secret not in body
     page.fill("#hub-token input", "")
     page.wait_for_function(f"() => /token: none/.test({text_of('#hub-status')})", timeout=30000)
+
+
+def test_a_local_model_trains_while_the_hub_hangs(hung_server):
+    """Nothing between Start and the first step waits on the Hub: not the check of a local model,
+    and not the background import of the training stack (bitsandbytes' import asked the Hub for a
+    kernel on AVX-512-BF16 CPUs, which hung the import and every Start behind it)."""
+    from gradio_client import Client
+
+    client = Client(hung_server.url, verbose=False)
+    start = client.submit(fast_overrides(max_steps=2, eval_every=500), api_name="/start_run")
+    rid = start.result(timeout=300)["run_id"]  # it hung here
+    state = wait_for(lambda: (s := client.predict(rid, api_name="/run_status")["state"]) != "running" and s,
+                     timeout=300, what="the run to end")
+    assert state == "completed"
