@@ -1,7 +1,9 @@
 """Helpers shared by tests and benchmarks (plain functions, not fixtures)."""
 
+import contextlib
 import shutil
 import socket
+import threading
 import time
 from pathlib import Path
 
@@ -16,6 +18,31 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
+
+
+@contextlib.contextmanager
+def hung_hub():
+    """A Hub endpoint (its URL) that accepts connections and never replies; the list of the
+    connections made fills in as they come."""
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    sock.listen(64)
+    connections = []
+
+    def accept():
+        while True:
+            try:
+                connections.append(sock.accept()[0])
+            except OSError:
+                return
+
+    threading.Thread(target=accept, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{sock.getsockname()[1]}", connections
+    finally:
+        sock.close()
+        for conn in connections:
+            conn.close()
 
 
 def fast_overrides(**extra) -> list[str]:

@@ -2,43 +2,24 @@
 sentence under the form instead of a frozen page, the token box never echoes its value, and a
 local model still trains."""
 
-import socket
-import threading
-
 import pytest
 
-from helpers import fast_overrides, wait_for
+from helpers import fast_overrides, hung_hub, wait_for
 
 
 @pytest.fixture(scope="module")
 def hung_server(tmp_path_factory):
     """A studio whose HF_ENDPOINT accepts connections and never replies (offline mode off)."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(64)
-    conns = []
-
-    def accept():
-        while True:
-            try:
-                conns.append(sock.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
     from conftest import Server
 
-    with pytest.MonkeyPatch.context() as env:  # the server process copies the environment at start
-        env.setenv("HF_ENDPOINT", f"http://127.0.0.1:{sock.getsockname()[1]}")
+    with hung_hub() as (endpoint, _), pytest.MonkeyPatch.context() as env:
+        env.setenv("HF_ENDPOINT", endpoint)  # the server process copies the environment at start
         env.setenv("HF_HUB_OFFLINE", "0")
         env.setenv("HF_DATASETS_OFFLINE", "0")
         env.delenv("HF_TOKEN", raising=False)
         server = Server(tmp_path_factory.mktemp("hub") / "home")
-    yield server
-    server.stop()
-    sock.close()
-    for conn in conns:
-        conn.close()
+        yield server
+        server.stop()
 
 
 def text_of(css: str) -> str:

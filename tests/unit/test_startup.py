@@ -3,13 +3,13 @@ that importing the training stack asks nothing of the network."""
 
 import gc
 import os
-import socket
 import subprocess
 import sys
 import threading
 
 import pytest
 
+from helpers import hung_hub
 from studio import startup
 
 
@@ -50,8 +50,6 @@ def test_a_collector_someone_else_turned_off_stays_off(collector):
 def test_wait_for_warm_up_waits_for_the_background_import(monkeypatch):
     """transformers' lazy module is not safe to import from two threads at once: the model check
     and the parameter count wait until the UI's background import is done."""
-    import threading
-
     gate, entered = threading.Event(), threading.Event()
 
     def slow_import():
@@ -76,27 +74,11 @@ def test_importing_the_training_stack_makes_no_hub_request():
     """bitsandbytes' CPU backend asks the Hub for a kernel when it is imported (on AVX-512-BF16
     CPUs); with a Hub that accepts connections and never answers, that import hung the UI's
     background import. The studio turns that fetch off, so no connection is made at all."""
-    sock = socket.socket()
-    sock.bind(("127.0.0.1", 0))
-    sock.listen(8)
-    connections = []
-
-    def accept():
-        while True:
-            try:
-                connections.append(sock.accept()[0])
-            except OSError:
-                return
-
-    threading.Thread(target=accept, daemon=True).start()
-    env = {**os.environ, "HF_ENDPOINT": f"http://127.0.0.1:{sock.getsockname()[1]}",
-           "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0"}
     code = "import studio.train, bitsandbytes, peft; print('imported')"
-    try:
+    with hung_hub() as (endpoint, connections):
+        env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HUB_OFFLINE": "0", "HF_DATASETS_OFFLINE": "0"}
         done = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                               timeout=300)
-    finally:
-        sock.close()
+        assert connections == []
     assert done.returncode == 0 and "imported" in done.stdout, done.stderr[-2000:]
-    assert connections == []
     assert "kernels-community" not in done.stderr  # no misleading "pip install kernels" warning
