@@ -197,6 +197,8 @@ def test_all_bad_fields_flagged_section_opened_and_the_error_stays(idle, page):
     page.wait_for_function("() => (document.querySelector('#train-status')?.innerText ?? '').includes('Could not start')",
                            timeout=30000)
     assert "⚠ Learning rate must be at least 0" in page.inner_text("#field-train-learning_rate")
+    # Both problems are on the card first (a failure below is then the section, not the value sent).
+    assert "LoRA rank" in page.inner_text("#train-status"), page.inner_text("#train-status")
     page.wait_for_selector("#field-method-lora_r", state="visible")  # its section was opened
     assert "⚠ LoRA rank must be at least 1" in page.inner_text("#field-method-lora_r")
     page.wait_for_timeout(4000)  # several timer ticks later the error is still what the card says
