@@ -13,7 +13,7 @@ slows all sides alike. Same model, rows, order and hyperparameters everywhere: L
 with cosine decay, seed 42, the loss on the answers.
 
 - `studio`: `python -m studio train` with the studio's own defaults for the machine (precision,
-  loss path, threads, checkpoints): what a user gets. Its wall time is measured too.
+  loss path, attention, padding-free batches, threads, checkpoints): what a user gets. Its wall time is measured too.
   `--studio-set KEY=VALUE` (repeatable) changes one of them, e.g. `precision=fp32` for what a
   CPU without native bf16 gets (the peers train in fp32 everywhere).
 - `trl`: the script a user would write: SFTTrainer, fp32 and no gradient checkpointing (TRL's

@@ -315,7 +315,9 @@ class Watcher:
             self.speeds.append(float(speed))
             measured = is_slow(self.speeds, self.expected)
             if self._check("slow", measured is not None):
-                packing = bool(self.cfg and getattr(self.cfg.train, "packing", False))
+                # Packing and padding-free batches (CPU SFT runs) leave no padding to cut.
+                packing = bool(self.cfg and getattr(self.cfg.train, "packing", False)) or bool(
+                    self.plan.get("padding_free"))
                 raised.append(diagnostic_event("slow", "warning", step,
                                                Msg("diag.slow", speed=f"{measured:.0f}", expected=f"{self.expected:.0f}"),
                                                slow_fix(self.plan.get("device", ""), self.plan.get("precision"), packing)))

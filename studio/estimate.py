@@ -129,7 +129,7 @@ def device_plan_for(cfg: StudioConfig) -> dict:
             need = memory_bytes(count_parameters(cfg), cfg, "gpu", cfg.train.max_length, checkpointing=False)
         except Exception:  # a model whose config cannot be read: checkpointing stays on, the safe side
             need = None
-    return device_plan(cfg.train, cfg.method.method, device, memory_need=need)
+    return device_plan(cfg.train, cfg.method.method, device, memory_need=need, stage=cfg.method.stage)
 
 
 def train_rows(cfg: StudioConfig, report: dict) -> int:

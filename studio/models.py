@@ -195,17 +195,21 @@ GPU_MEMORY_SHARE = 0.8  # checkpointing turns on ("auto") when a run's estimate 
 
 
 def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapability | None = None,
-                memory_need: int | None = None) -> dict:
+                memory_need: int | None = None, stage: str = "sft") -> dict:
     """Choose device, precision, checkpointing and threads: fast defaults that never fail where they run.
 
     Returns {'device', 'precision', 'bf16', 'fp16', 'gradient_checkpointing', 'threads', 'attention',
-    'lora_kernels', 'reason', 'summary'}; `reason` is a Msg saying why this precision, `summary` the
-    whole choice in one line (the Train tab shows it); `attention` is set for bf16 on a CPU
-    (load_model then runs plain attention on short batches) and `lora_kernels` on any CPU
-    (studio.cpu_speed). Precision `auto`: bf16 on Ampere-or-newer GPUs, fp16 on older ones;
-    on a CPU bf16 where the CPU computes it natively (AMX / AVX-512-BF16) and fp32 where bf16 would
-    be emulated (measured on an AVX-512 Xeon without it: TRL's default bf16 autocast trained 2-3x
-    slower than fp32; 20x on an AVX2 EPYC). QLoRA on a CPU stays fp32: bitsandbytes' CPU 4-bit
+    'padding_free', 'lora_kernels', 'reason', 'summary'}; `reason` is a Msg saying why this
+    precision, `summary` the whole choice in one line (the Train tab shows it). On a CPU,
+    `attention` names the studio's attention (studio.cpu_speed: "short_eager" in bf16, which also
+    runs plain attention on short batches, "packed" in fp32), `padding_free` lets SFT batches drop
+    their padding (examples laid end to end in one row, attended one by one: the same maths on
+    fewer tokens) and `lora_kernels` swaps in the cheaper LoRA dropout masks.
+
+    Precision `auto`: bf16 on Ampere-or-newer GPUs, fp16 on older ones; on a CPU bf16 where the
+    CPU computes it natively (AMX / AVX-512-BF16) and fp32 where bf16 would be emulated (measured
+    on an AVX-512 Xeon without it: TRL's default bf16 autocast trained 2-3x slower than fp32; 20x
+    on an AVX2 EPYC). QLoRA on a CPU stays fp32: bitsandbytes' CPU 4-bit
     kernels are the ones tested in fp32. Gradient checkpointing `auto` is on only on a GPU whose
     memory the run's estimate (`memory_need`, bytes without checkpointing; unknown = on) would fill
     past GPU_MEMORY_SHARE: it recomputes activations, about a third more work a step.
@@ -246,18 +250,26 @@ def device_plan(train: TrainSection, method: str = "lora", device: DeviceCapabil
     else:
         why = Msg("models.ckpt_prefix" if device.cuda and needs else "models.ckpt_fits")
     threads = device.cpu_threads if not device.cuda else None
-    # bf16 on a CPU: plain attention for short batches (studio.cpu_speed measured the crossover).
-    attention = "short_eager" if not device.cuda and precision == "bf16" else None
+    # CPUs: the studio's attention (studio.cpu_speed), which attends padding-free batches example
+    # by example; in bf16 it also runs plain attention for short batches (the measured crossover).
+    attention = None if device.cuda else "short_eager" if precision == "bf16" else "packed"
+    # Not for DPO (its trainer pairs and pads rows itself), prompt learning (PEFT prepends virtual
+    # tokens to each row, which a row of several examples would share) nor NEFTune (its noise
+    # shrinks with the row's length).
+    padding_free = (attention is not None and stage == "sft" and method not in ("prefix", "prompt")
+                    and not train.neftune_alpha)
     # LoRA on a CPU: cheaper dropout masks, bf16 inputs kept bf16 (studio.cpu_speed); GPUs have their own.
     lora_kernels = not device.cuda
     summary = Msg("models.plan_summary", precision=reason,
                   checkpointing=Msg("models.ckpt_on" if checkpointing else "models.ckpt_off", why=why),
                   threads=Msg("models.plan_threads", n=threads) if threads else "",
-                  attention=Msg("models.plan_attention", n=_eager_max_keys()) if attention else "")
+                  attention=Msg("models.plan_attention", n=_eager_max_keys()) if attention == "short_eager" else "",
+                  batches=Msg("models.plan_padding_free") if padding_free else "")
     return {"device": "cuda" if device.cuda else "cpu", "precision": precision,
             "bf16": precision == "bf16", "fp16": precision == "fp16",
             "gradient_checkpointing": checkpointing, "threads": threads, "attention": attention,
-            "lora_kernels": lora_kernels, "reason": reason, "summary": summary}
+            "padding_free": padding_free, "lora_kernels": lora_kernels, "reason": reason,
+            "summary": summary}
 
 
 def _eager_max_keys() -> int:
@@ -307,7 +319,7 @@ def load_model(cfg: StudioConfig, plan: dict):
     if plan.get("attention") and model.config._attn_implementation == "sdpa":  # models that run SDPA only
         from studio.cpu_speed import register_cpu_attention
 
-        model.set_attn_implementation(register_cpu_attention())
+        model.set_attn_implementation(register_cpu_attention(plan["attention"]))
     if model.config.pad_token_id is None:
         model.config.pad_token_id = tokenizer.pad_token_id
     if cfg.method.method == "qlora":

@@ -9,7 +9,7 @@ import torch
 from helpers import fast_overrides
 from studio.answer_loss import answer_loss_applies
 from studio.config import StudioConfig, apply_overrides
-from studio.cpu_speed import CPU_ATTENTION, BitDropout
+from studio.cpu_speed import CPU_ATTENTION, PACKED_ATTENTION, BitDropout
 from studio.estimate import device_plan_for
 from studio.runs import RunStore
 from studio.train import build_trainer
@@ -20,14 +20,17 @@ def train_losses(tmp_path, overrides: list[str], answer_loss: bool | None = None
     """(per-step train losses, eval losses, whether the fast loss ran) of a short demo run, in fp32
     unless the overrides say otherwise: `auto` is bf16 on CPUs with native bf16, where rounding alone
     moves the losses by ~1e-3 and would hide a real difference in the maths. `plan_changes` turn
-    the device plan's speed options on or off (`attention`, `lora_kernels`)."""
+    the device plan's speed options on or off (`attention`, `padding_free`, `lora_kernels`)."""
     cfg = apply_overrides(StudioConfig(), fast_overrides(max_steps=6, eval_every=3, **{"save_every": 100})
                           + ["precision=fp32"] + overrides)
     run = RunStore(tmp_path / f"home-{answer_loss}-{threads}-{sorted(plan_changes.items())}").create(cfg)
     plan = {**device_plan_for(cfg), **plan_changes}
     trainer, _ = build_trainer(cfg, run, threading.Event(), plan)
     if plan_changes.get("attention"):
-        assert trainer.model.get_base_model().config._attn_implementation == CPU_ATTENTION
+        expected = CPU_ATTENTION if plan_changes["attention"] == "short_eager" else PACKED_ATTENTION
+        assert trainer.model.get_base_model().config._attn_implementation == expected
+    if plan_changes.get("padding_free") is not None:
+        assert (trainer.data_collator.padding_free is True) == plan_changes["padding_free"]
     if answer_loss is not None:
         trainer.answer_loss = answer_loss
     before = torch.get_num_threads()
@@ -93,10 +96,59 @@ def test_the_fast_loss_is_left_to_trl_where_the_forward_does_more(tmp_path):
 
 
 def test_plain_attention_on_short_batches_gives_the_same_loss_curve(tmp_path):
-    fast, fast_eval, _ = train_losses(tmp_path, [], attention="short_eager")
-    slow, slow_eval, _ = train_losses(tmp_path, [], attention=None)
+    fast, fast_eval, _ = train_losses(tmp_path, [], attention="short_eager", padding_free=False)
+    slow, slow_eval, _ = train_losses(tmp_path, [], attention=None, padding_free=False)
     assert len(fast) == 6 and fast == pytest.approx(slow, rel=1e-4, abs=1e-5)
     assert fast_eval == pytest.approx(slow_eval, rel=1e-4, abs=1e-5)
+
+
+@pytest.mark.parametrize("attention", ["packed", "short_eager"])
+def test_padding_free_batches_give_the_same_loss_curve(tmp_path, attention):
+    """The same rows a step, positions and loss tokens, without the padding: the same train and
+    eval losses to float rounding (no dropout, whose masks follow the tensors' shapes), with
+    either of the studio's CPU attentions."""
+    fast, fast_eval, _ = train_losses(tmp_path, ["lora_dropout=0"], padding_free=True, attention=attention)
+    slow, slow_eval, _ = train_losses(tmp_path, ["lora_dropout=0"], padding_free=False, attention=attention)
+    assert len(fast) == 6 and fast == pytest.approx(slow, rel=1e-4, abs=1e-5)
+    assert len(fast_eval) == 2 and fast_eval == pytest.approx(slow_eval, rel=1e-4, abs=1e-5)
+
+
+def test_padding_free_plain_text_is_cut_at_max_length_as_padded_text_is(tmp_path):
+    """Plain text rows longer than Max length are cut (not left out) as TRL prepares them,
+    whether the batches are padded or not: the same curve."""
+    import json
+    import random
+
+    words = "the model reads plain text and learns to continue it one token after another".split()
+    rng = random.Random(0)
+    data = tmp_path / "text.jsonl"
+    data.write_text("".join(json.dumps({"text": " ".join(rng.choices(words, k=rng.randint(5, 60)))}) + "\n"
+                            for _ in range(60)))
+    overrides = ["lora_dropout=0", f"data.path={data}", "loss_on=all", "max_length=48"]
+    fast, fast_eval, _ = train_losses(tmp_path, overrides, padding_free=True)
+    slow, slow_eval, _ = train_losses(tmp_path, overrides, padding_free=False)
+    assert len(fast) == 6 and fast == pytest.approx(slow, rel=1e-4, abs=1e-5)
+    assert fast_eval == pytest.approx(slow_eval, rel=1e-4, abs=1e-5)
+
+
+def first_batch(tmp_path, overrides: list[str]) -> dict:
+    cfg = apply_overrides(StudioConfig(), fast_overrides(max_steps=1) + overrides)
+    run = RunStore(tmp_path / "-".join(overrides)).create(cfg)
+    trainer, _ = build_trainer(cfg, run, threading.Event())
+    return next(iter(trainer.get_train_dataloader()))
+
+
+def test_a_cpu_run_batches_without_padding_and_prompt_learning_keeps_its_rows(tmp_path):
+    """The default plan on a CPU: one row of examples end to end (no attention mask, every
+    position a token of some example). Prompt tuning prepends virtual tokens row by row, and
+    NEFTune scales its noise by the row's length: their batches keep one row per example."""
+    packed = first_batch(tmp_path, [])
+    assert packed["input_ids"].shape[0] == 1 and "attention_mask" not in packed
+    assert packed["cu_seq_lens_q"].numel() == 4 + 1  # fast_overrides' batch of 4 examples
+    padded = first_batch(tmp_path, ["method=prompt", "num_virtual_tokens=4"])
+    assert padded["input_ids"].shape[0] == 4 and "attention_mask" in padded
+    noisy = first_batch(tmp_path, ["neftune_alpha=5"])  # NEFTune's noise scales with the row's length
+    assert noisy["input_ids"].shape[0] == 4 and "attention_mask" in noisy
 
 
 def test_lora_inputs_kept_in_bf16_give_the_same_loss_curve(tmp_path):

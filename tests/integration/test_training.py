@@ -152,23 +152,38 @@ def _first_batch(home, loss_on):
     return trainer.processing_class, batch, records
 
 
+def _examples(batch) -> list[tuple]:
+    """(input ids, labels) of each example in a batch: padded rows without their padding, or the
+    examples of a padding-free row (the default on CPUs), cut where `cu_seq_lens_q` says."""
+    if "attention_mask" in batch:
+        return [(ids[mask.bool()], labels[mask.bool()])
+                for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"])]
+    bounds = batch["cu_seq_lens_q"].tolist()
+    assert batch["input_ids"].shape[0] == 1 and bounds[-1] == batch["input_ids"].shape[1]
+    return [(batch["input_ids"][0, s:e], batch["labels"][0, s:e]) for s, e in zip(bounds, bounds[1:])]
+
+
 def test_loss_covers_the_answer_tokens_only(home):
     tokenizer, batch, records = _first_batch(home, "answer")
     answers = {r["completion"][0]["content"] for r in records}
-    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
-        real = mask.bool()
-        learned = labels[real] != -100
+    examples = _examples(batch)
+    assert len(examples) == 4
+    for ids, labels in examples:
+        learned = labels != -100
         assert learned.any() and not learned[0]  # the prompt starts the row and is not learned
-        assert (labels[real][learned] == ids[real][learned]).all()
-        text = tokenizer.decode(ids[real][learned], skip_special_tokens=True).strip()
+        assert (labels[learned] == ids[learned]).all()
+        text = tokenizer.decode(ids[learned], skip_special_tokens=True).strip()
         assert text in answers, text  # what is learned is exactly one of the answers
 
 
 def test_loss_on_all_covers_every_token(home):
     _, batch, _ = _first_batch(home, "all")
-    for ids, labels, mask in zip(batch["input_ids"], batch["labels"], batch["attention_mask"]):
-        real = mask.bool()
-        assert (labels[real] == ids[real]).all()  # prompt tokens are learned too
+    examples = _examples(batch)
+    assert len(examples) == 4
+    for ids, labels in examples:
+        # Every token is learned but the first: there is no token before it to predict it from
+        # (padding-free rows mark it explicitly; in a padded row the shift drops it the same way).
+        assert (labels[1:] == ids[1:]).all()
 
 
 def test_freeze_leaves_the_early_layers_unchanged(home):

@@ -4,7 +4,7 @@ scaling, and attention's output and gradients (benchmarks/train_speed.py measure
 import pytest
 import torch
 
-from studio.cpu_speed import EAGER_MAX_KEYS, BitDropout, short_eager_attention
+from studio.cpu_speed import EAGER_MAX_KEYS, BitDropout, packed_attention, packed_segments, short_eager_attention
 
 
 def test_bit_dropout_keeps_1_minus_p_and_scales_what_it_keeps():
@@ -111,3 +111,57 @@ def test_long_batches_go_to_sdpa_itself():
     q, k, v = qkv(1, 2, 2, EAGER_MAX_KEYS + 1)
     (eager, eager_grads), (sdpa, sdpa_grads) = both(Attn(), q, k, v, None)
     assert torch.equal(eager, sdpa) and all(torch.equal(a, b) for a, b in zip(eager_grads, sdpa_grads))
+
+
+def packed_rows(lengths, heads=6, kv_heads=2, dim=16, dtype=torch.float32):
+    """q, k, v of examples laid end to end in one row, and cu_seq_lens marking where each starts."""
+    q, k, v = qkv(1, heads, kv_heads, sum(lengths), dim, dtype)
+    cu = torch.tensor([0, *torch.tensor(lengths).cumsum(0).tolist()], dtype=torch.int32)
+    return q, k, v, cu
+
+
+@pytest.mark.parametrize("fn", [short_eager_attention, packed_attention])
+def test_a_padding_free_row_is_attended_example_by_example(fn):
+    """Output and gradients equal SDPA run on each example alone (causal), as in a padded batch."""
+    from transformers.integrations.sdpa_attention import sdpa_attention_forward
+
+    lengths = [40, 17, 1, 29]
+    q, k, v, cu = packed_rows(lengths)
+    module = Attn(groups=3)
+    out, _ = fn(module, q, k, v, None, scaling=0.25, cu_seq_lens_q=cu, cu_seq_lens_k=cu, max_length_q=40,
+                max_length_k=40, position_ids=torch.cat([torch.arange(n) for n in lengths])[None])
+    out.square().sum().backward()
+    grads = [t.grad.clone() for t in (q, k, v)]
+    for t in (q, k, v):
+        t.grad = None
+    parts = [sdpa_attention_forward(module, q[:, :, s:e], k[:, :, s:e], v[:, :, s:e], None, scaling=0.25)[0]
+             for s, e in zip(cu[:-1].tolist(), cu[1:].tolist())]
+    reference = torch.cat(parts, dim=1)
+    reference.square().sum().backward()
+    assert out.shape == reference.shape == (1, sum(lengths), 6, 16)
+    assert torch.allclose(out, reference, atol=1e-5)
+    for mine, theirs in zip(grads, (q.grad, k.grad, v.grad)):
+        assert torch.allclose(mine, theirs, atol=1e-4)
+
+
+def test_examples_in_a_padding_free_row_do_not_see_each_other():
+    q, k, v, cu = packed_rows([12, 9])
+    first, _ = packed_attention(Attn(groups=3), q, k, v, None, cu_seq_lens_q=cu, cu_seq_lens_k=cu)
+    with torch.no_grad():
+        v[:, :, :12] += 100.0  # change the first example's values only
+    second, _ = packed_attention(Attn(groups=3), q, k, v, None, cu_seq_lens_q=cu, cu_seq_lens_k=cu)
+    assert not torch.allclose(first[:, :12], second[:, :12])
+    assert torch.equal(first[:, 12:], second[:, 12:])
+
+
+def test_a_row_the_split_cannot_serve_keeps_the_whole_row_mask():
+    """Sliding windows shorter than an example, batches of several rows, a KV cache (queries
+    shorter than keys): the batch is attended whole, with the mask transformers built."""
+    q, k, v, cu = packed_rows([30, 10])
+    assert packed_segments(q, k, {"cu_seq_lens_q": cu}) == [(0, 30), (30, 40)]
+    assert packed_segments(q, k, {"cu_seq_lens_q": cu, "sliding_window": 32}) == [(0, 30), (30, 40)]
+    assert packed_segments(q, k, {"cu_seq_lens_q": cu, "sliding_window": 16}) is None
+    assert packed_segments(q, k, {}) is None
+    assert packed_segments(q[:, :, :1], k, {"cu_seq_lens_q": cu}) is None
+    two_rows = torch.cat([q, q])
+    assert packed_segments(two_rows, torch.cat([k, k]), {"cu_seq_lens_q": cu}) is None

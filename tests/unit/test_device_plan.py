@@ -4,7 +4,7 @@ import pytest
 
 from studio.config import TrainSection
 from studio.errors import UserError
-from studio.i18n import render
+from studio.i18n import Msg, render
 from studio.models import DeviceCapability, cpu_flags, detect_device, device_plan, usable_cpus
 
 AVX2_EPYC = DeviceCapability(cpu_capability="AVX2")
@@ -109,14 +109,29 @@ def test_this_machine_is_detected_consistently():
     assert device_plan(TrainSection())["device"] == ("cuda" if device.cuda else "cpu")
 
 
-def test_plain_attention_and_lora_kernels_are_for_cpus_only():
-    """bf16 on a CPU: short batches run plain attention (the fused kernel is slower there);
-    fp32 CPUs keep the fused kernel; every CPU run gets the LoRA dropout kernels; GPUs neither."""
+def test_the_studio_attention_padding_free_batches_and_lora_kernels_are_for_cpus_only():
+    """bf16 on a CPU: short batches run plain attention (the fused kernel is slower there); fp32
+    CPUs keep the fused kernel. Every CPU run gets the studio's attention, so SFT batches go
+    padding-free, and the LoRA dropout kernels; GPUs none of them."""
     bf16, fp32, gpu = plan(AMX_XEON), plan(AVX2_EPYC), plan(A100)
-    assert bf16["attention"] == "short_eager" and fp32["attention"] is None and gpu["attention"] is None
+    assert (bf16["attention"], fp32["attention"], gpu["attention"]) == ("short_eager", "packed", None)
+    assert bf16["padding_free"] and fp32["padding_free"] and not gpu["padding_free"]
     assert bf16["lora_kernels"] and fp32["lora_kernels"] and not gpu["lora_kernels"]
-    assert device_plan(TrainSection(), "qlora", device=AMX_XEON)["attention"] is None  # fp32 there
+    assert device_plan(TrainSection(), "qlora", device=AMX_XEON)["attention"] == "packed"  # fp32 there
     for lang in ("en", "zh"):
         line = render(bf16["summary"], lang)
         assert "160" in line and "\n" not in line
         assert "160" not in render(fp32["summary"], lang)
+        padding_free = render(Msg("models.plan_padding_free"), lang).strip()
+        assert padding_free in line and padding_free in render(fp32["summary"], lang)
+        assert padding_free not in render(gpu["summary"], lang)
+
+
+@pytest.mark.parametrize("method, stage", [("prefix", "sft"), ("prompt", "sft"), ("lora", "dpo")])
+def test_no_padding_free_batches_where_rows_must_stay_apart(method, stage):
+    """Prompt learning prepends virtual tokens to each row, DPO pairs and pads its own rows,
+    NEFTune scales its noise by the row's length."""
+    p = device_plan(TrainSection(), method, device=AVX2_EPYC, stage=stage)
+    assert p["attention"] == "packed" and not p["padding_free"]
+    assert not device_plan(TrainSection(neftune_alpha=5), device=AVX2_EPYC)["padding_free"]  # noise ~ row length
+    assert render(Msg("models.plan_padding_free"), "en").strip() not in render(p["summary"], "en")
