@@ -196,8 +196,12 @@ def test_sigterm_stops_studio_train_and_the_run_is_final(home, as_pid_one):
         runs = home / "runs"
 
         def training():
-            folders = list(runs.iterdir()) if runs.is_dir() else []
-            return folders and (json.loads((folders[0] / "status.json").read_text()).get("step") or 0) >= 2
+            # The run folder exists a moment before its first status.json (written atomically).
+            status = next(runs.glob("*/status.json"), None) if runs.is_dir() else None
+            try:
+                return status is not None and (json.loads(status.read_text()).get("step") or 0) >= 2
+            except FileNotFoundError:
+                return False
 
         wait_for(training, what="training to begin")
         signal_sent = time.time()
