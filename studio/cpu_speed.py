@@ -39,6 +39,8 @@ import torch
 CPU_ATTENTION = "studio_cpu"  # the attention implementation names registered below: bf16 runs
 PACKED_ATTENTION = "studio_cpu_packed"  # fp32 runs (SDPA, padding-free batches example by example)
 EAGER_MAX_KEYS = 160  # measured crossover: plain attention is faster up to here in bf16
+# Attention variants that only transformers' SDPA path (with its mask) computes right.
+_SPECIAL_KEYS = ("softcap", "position_bias", "s_aux", "sinks")
 _SLICES = 4  # int16 slices per random int64
 _LEVELS = 1 << 16
 
@@ -92,7 +94,7 @@ def short_eager_attention(module, query, key, value, attention_mask, dropout=0.0
         return torch.cat(parts, dim=1), None
     q_len, kv_len = query.shape[2], key.shape[2]
     causal = (is_causal if is_causal is not None else getattr(module, "is_causal", True)) and q_len > 1
-    special = any(kwargs.get(name) is not None for name in ("softcap", "position_bias", "s_aux", "sinks"))
+    special = any(kwargs.get(name) is not None for name in _SPECIAL_KEYS)
     if (query.device.type != "cpu" or kv_len > eager_max_keys or special
             or (attention_mask is None and causal and q_len != kv_len)):
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
@@ -129,7 +131,7 @@ def packed_segments(query, key, kwargs: dict) -> list[tuple[int, int]] | None:
     without its padding. Sliding-window and the other special attentions keep the whole-row mask."""
     cu = kwargs.get("cu_seq_lens_q")
     if (cu is None or query.device.type != "cpu" or query.shape[0] != 1 or query.shape[2] != key.shape[2]
-            or any(kwargs.get(name) is not None for name in ("softcap", "position_bias", "s_aux", "sinks"))):
+            or any(kwargs.get(name) is not None for name in _SPECIAL_KEYS)):
         return None
     bounds = cu.tolist()
     if len(bounds) < 3 or bounds[0] != 0 or bounds[-1] != query.shape[2]:
