@@ -1,6 +1,7 @@
 """Real training through TRL/PEFT on the bundled demo model (CPU, a handful of steps)."""
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -224,10 +225,12 @@ def test_aidreams_fixture_model_learns_the_fixture_data(home, shared):
     assert mean(losses[-5:]) < mean(losses[:5]), losses
 
 
-def test_cli_train_writes_the_same_run_folder(home):
+def test_cli_train_writes_the_same_run_folder(home, tmp_path):
+    cache = tmp_path / "user-cache"  # where the command keeps its read-ahead list (studio.prefetch)
     out = subprocess.run(
         [sys.executable, "-m", "studio", "train", "recipes/demo.yaml", *fast_overrides(max_steps=4),
-         "--home", str(home)], capture_output=True, text=True, timeout=300, cwd=ROOT)
+         "--home", str(home)], capture_output=True, text=True, timeout=300, cwd=ROOT,
+        env={**os.environ, "XDG_CACHE_HOME": str(cache)})
     assert out.returncode == 0, out.stderr[-2000:]
     assert "step 4/4" in out.stdout and "loss" in out.stdout
     assert out.stdout.count("Finished after 4 steps") == 1  # the finish line, once
@@ -239,6 +242,13 @@ def test_cli_train_writes_the_same_run_folder(home):
     assert row["state"] == "completed" and row["name"] == "demo-en-lora" and row["label"] == "demo"
     assert Path(row["output"], "adapter_model.safetensors").is_file()
     assert f"Result: {row['output']}" in out.stdout
+    # The next start reads ahead what this one imported: torch, transformers and trl among them.
+    (listed_files,) = cache.glob("finetune-studio/read-ahead-*.txt")
+    files = listed_files.read_text(encoding="utf-8").splitlines()
+    assert files[0].startswith("# finetune-studio read-ahead list")
+    for part in ("/torch/", "/transformers/", "/trl/", "/peft/"):
+        assert any(part in f for f in files), part
+    assert not any("bitsandbytes" in f for f in files)  # a LoRA run never imports it
 
 
 def test_opening_a_home_marks_runs_of_a_killed_studio_crashed(home):
