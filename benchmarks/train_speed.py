@@ -297,8 +297,8 @@ def benchmark(size: str, rows: int, rounds: int, lf_cli: str | None, tmp: Path, 
                          "peak_gb": round(statistics.median(r["rss"] for r in runs) / 2**30, 2),
                          "final_loss": round(runs[0]["losses"][-1], 4) if runs[0]["losses"] else None,
                          "wall_minus_train_s": round(statistics.median(r["wall_s"] - r["train_s"] for r in runs), 2),
-                         # per round, in run order: a start right after another side's minutes-long
-                         # run can find the libraries evicted from the page cache (1-2 s more here)
+                         # per round, in run order: a start is mostly imports, so a busier host
+                         # shows here first (up to 1.5x slower starts on a shared VM, measured)
                          "wall_minus_train_per_round": [round(r["wall_s"] - r["train_s"], 2) for r in runs]}
     studio = summary["studio"]
     for other in summary:
