@@ -62,6 +62,8 @@ def loaded_files() -> list[str]:
 
 def record(path: Path | None = None) -> None:
     """Write this process's loaded files as the next run's list (only when they changed)."""
+    if not hasattr(os, "posix_fadvise"):  # nothing would ever read it (macOS, Windows)
+        return
     path = path or list_path()
     text = "\n".join([HEADER, *loaded_files()]) + "\n"
     try:
