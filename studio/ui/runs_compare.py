@@ -165,7 +165,8 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
     picker = texts.add(gr.Dropdown, choices=lambda code: run_choices(ctx, code), multiselect=True,
                        allow_custom_value=True, max_choices=compare.MAX_RUNS, label="compare.ui.runs", info="compare.ui.runs_help",
                        elem_id="compare-runs")
-    note = gr.Textbox(show_label=False, interactive=False, max_lines=2, elem_id="compare-note")
+    note = gr.Textbox(show_label=False, interactive=False, max_lines=2, elem_id="compare-note",
+                      placeholder=" ", elem_classes="studio-note")  # hidden while empty (studio.css)
     plot_key = gr.State(0)  # bumped when the runs' names change (a rename): the plot is drawn again
 
     # A new plot for every choice: gradio 6.31's LinePlot fixes its colour domain at its first
@@ -201,8 +202,9 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
             delete = texts.add(gr.Button, value="compare.ui.delete", variant="stop", elem_id="compare-delete",
                                size="sm")
         # Plain text, never Markdown: it holds run ids, labels and paths.
-        manage_note = gr.Textbox(show_label=False, interactive=False, max_lines=3, elem_id="compare-manage-note")
-        with gr.Row():
+        manage_note = gr.Textbox(show_label=False, interactive=False, max_lines=3, elem_id="compare-manage-note",
+                                 placeholder=" ", elem_classes="studio-note")  # hidden while empty (studio.css)
+        with gr.Row(visible=False) as exported:  # shown by the first export
             recipe = texts.add(gr.Code, language="yaml", label="compare.ui.recipe", interactive=False, lines=8,
                                max_lines=24, elem_id="compare-recipe", scale=3)
             with gr.Column(scale=2):
@@ -245,14 +247,15 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
 
     def on_export(run_id, code):
         if not run_id:
-            return gr.skip(), gr.skip(), gr.skip(), *said_now(Msg("compare.ui.pick_run"), code)
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), *said_now(Msg("compare.ui.pick_run"), code)
         try:
             text, cmd, download, path = export_files(ctx, run_id)
         except Exception as exc:  # an unknown id, an unreadable config, a full disk: one sentence
-            return gr.skip(), gr.skip(), gr.skip(), *said_now(explain(exc), code)
-        return text, cmd, download, *said_now(Msg("compare.ui.exported", run=run_id, path=path), code)
+            return gr.skip(), gr.skip(), gr.skip(), gr.skip(), *said_now(explain(exc), code)
+        return (gr.update(visible=True), text, cmd, download,
+                *said_now(Msg("compare.ui.exported", run=run_id, path=path), code))
 
-    export.click(on_export, [target, lang], [recipe, command, recipe_file, manage_note, said], **private)
+    export.click(on_export, [target, lang], [exported, recipe, command, recipe_file, manage_note, said], **private)
 
     after_change = [table, picker, target] + view
 

@@ -91,7 +91,8 @@ def build(ctx, texts: Texts, lang):
                            elem_id="resume-run", scale=2)
         resume = texts.add(gr.Button, value="resume.button", elem_id="resume-button", scale=1)
     # Text, not Markdown: the plan holds setting values and run ids, which are never rendered as HTML.
-    resume_note = gr.Textbox(show_label=False, interactive=False, lines=2, elem_id="resume-note")
+    resume_note = gr.Textbox(show_label=False, interactive=False, lines=2, elem_id="resume-note",
+                             placeholder=" ", elem_classes="studio-note")  # hidden while empty (studio.css)
 
     def pick(code, evt: gr.SelectData):
         row = evt.row_value or []

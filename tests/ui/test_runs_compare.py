@@ -69,10 +69,15 @@ def test_compare_two_runs_export_rename_delete(server, page):
     results = page.inner_text("#compare-results")
     assert "0.7" in results and "1.1" in results
 
+    # Before anything was asked, the answer boxes and the export area take no room.
+    for empty in ("#resume-note", "#compare-manage-note", "#compare-recipe", "#compare-command"):
+        assert not page.locator(empty).is_visible(), empty
     # Export the first chosen run (the manage section follows the comparison).
     wait_text(page, "#compare-target", a.id)
     page.click("#compare-export")
     wait_text(page, "#compare-command", "studio train")
+    for shown in ("#compare-manage-note", "#compare-recipe", "#compare-command"):
+        assert page.locator(shown).is_visible(), shown
     saved = server.home / "exports" / "recipes" / f"{a.id}.yaml"
     assert text_of(page, "#compare-command") == f"studio train {saved} --home {server.home}"
     assert load_recipe(saved) == a.config()  # the exported YAML is a recipe `studio train` reads
