@@ -161,6 +161,7 @@ def _finish_report(run, status: dict, home) -> str:
 def cmd_train(args, home) -> int:
     import signal
 
+    from studio import prefetch
     from studio.config import from_command_line
     from studio.jobs import SIGTERM_RECEIVED, JobManager, stop_jobs_on_sigterm
     from studio.runs import RunStore
@@ -174,11 +175,11 @@ def cmd_train(args, home) -> int:
     run = _resume(args, jobs) if args.resume else None
     cfg = None if run else from_command_line(args.items)
     if _OWN_PROCESS:
-        from studio import prefetch
         from studio.startup import pause_collector
 
-        _skip_bitsandbytes_unless_quantized(cfg or run.config())
-        prefetch.start(*prefetch.run_files(cfg or run.config()))  # the disk reads while Python imports
+        settings = cfg or run.config()
+        _skip_bitsandbytes_unless_quantized(settings)
+        prefetch.start(*prefetch.run_files(settings))  # the disk reads while Python imports
         pause_collector()  # until the libraries are imported (studio.startup)
     previous = stop_jobs_on_sigterm(interrupt_main=False)  # `docker stop` / PID 1: stop, save, end 'stopped', exit
     try:
@@ -187,8 +188,6 @@ def cmd_train(args, home) -> int:
         if previous is not None and not SIGTERM_RECEIVED.is_set():
             signal.signal(signal.SIGTERM, previous)
         if _OWN_PROCESS and "trl" in sys.modules:  # the training stack was imported: the next start's list
-            from studio import prefetch
-
             prefetch.record()
 
 

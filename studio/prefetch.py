@@ -41,12 +41,12 @@ def list_path() -> Path:
 
 def loaded_files() -> list[str]:
     """The shared libraries this process mapped, then its modules' files in import order."""
-    libraries: list[str] = []
+    libraries: dict[str, None] = {}  # ordered and unique: each library is mapped several times
     try:
         for line in Path("/proc/self/maps").read_text().splitlines():
             name = line.split(maxsplit=5)[5:]  # address, perms, offset, dev, inode, [path]
-            if name and ".so" in name[0] and name[0].startswith("/") and name[0] not in libraries:
-                libraries.append(name[0])
+            if name and ".so" in name[0] and name[0].startswith("/"):
+                libraries[name[0]] = None
     except OSError:  # not Linux
         pass
     modules: list[str] = []

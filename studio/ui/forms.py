@@ -46,6 +46,13 @@ def _format_number(value) -> str:
     return str(value)
 
 
+def note_box(elem_id: str, **kwargs) -> gr.Textbox:
+    """A read-only answer box (a button's result): plain text, never rendered as HTML, and hidden
+    while empty (studio.css `.studio-note`, keyed on its one-space placeholder)."""
+    return gr.Textbox(show_label=False, interactive=False, placeholder=" ", elem_classes="studio-note",
+                      elem_id=elem_id, **kwargs)
+
+
 def build_fields(keys: list[str], cfg: StudioConfig, texts: Texts, **per_key_overrides) -> dict:
     return {key: build_field(key, cfg, texts, **per_key_overrides.get(key, {})) for key in keys}
 

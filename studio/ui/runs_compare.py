@@ -26,6 +26,7 @@ from studio import compare
 from studio.config import field_label
 from studio.errors import UserError, explain
 from studio.i18n import Msg, render, t
+from studio.ui.forms import note_box
 
 # (train loss, eval loss) colour of the 1st, 2nd, … chosen run: one hue per run.
 PALETTE = [("#4338ca", "#a5b4fc"), ("#b91c1c", "#fca5a5"), ("#047857", "#6ee7b7"), ("#b45309", "#fcd34d"),
@@ -165,8 +166,7 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
     picker = texts.add(gr.Dropdown, choices=lambda code: run_choices(ctx, code), multiselect=True,
                        allow_custom_value=True, max_choices=compare.MAX_RUNS, label="compare.ui.runs", info="compare.ui.runs_help",
                        elem_id="compare-runs")
-    note = gr.Textbox(show_label=False, interactive=False, max_lines=2, elem_id="compare-note",
-                      placeholder=" ", elem_classes="studio-note")  # hidden while empty (studio.css)
+    note = note_box("compare-note", max_lines=2)
     plot_key = gr.State(0)  # bumped when the runs' names change (a rename): the plot is drawn again
 
     # A new plot for every choice: gradio 6.31's LinePlot fixes its colour domain at its first
@@ -202,8 +202,7 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
             delete = texts.add(gr.Button, value="compare.ui.delete", variant="stop", elem_id="compare-delete",
                                size="sm")
         # Plain text, never Markdown: it holds run ids, labels and paths.
-        manage_note = gr.Textbox(show_label=False, interactive=False, max_lines=3, elem_id="compare-manage-note",
-                                 placeholder=" ", elem_classes="studio-note")  # hidden while empty (studio.css)
+        manage_note = note_box("compare-manage-note", max_lines=3)
         with gr.Row(visible=False) as exported:  # shown by the first export
             recipe = texts.add(gr.Code, language="yaml", label="compare.ui.recipe", interactive=False, lines=8,
                                max_lines=24, elem_id="compare-recipe", scale=3)

@@ -20,6 +20,7 @@ from studio.errors import explain
 from studio.evaluate import latest_summary
 from studio.i18n import Msg, t
 from studio.ui import runs_compare
+from studio.ui.forms import note_box
 from studio.ui.texts import Texts
 
 COLUMNS = ["run", "label", "state", "method", "model", "data", "steps", "final_loss", "eval", "time", "started",
@@ -91,8 +92,7 @@ def build(ctx, texts: Texts, lang):
                            elem_id="resume-run", scale=2)
         resume = texts.add(gr.Button, value="resume.button", elem_id="resume-button", scale=1)
     # Text, not Markdown: the plan holds setting values and run ids, which are never rendered as HTML.
-    resume_note = gr.Textbox(show_label=False, interactive=False, lines=2, elem_id="resume-note",
-                             placeholder=" ", elem_classes="studio-note")  # hidden while empty (studio.css)
+    resume_note = note_box("resume-note", lines=2)
 
     def pick(code, evt: gr.SelectData):
         row = evt.row_value or []
