@@ -47,7 +47,7 @@ from pathlib import Path
 
 from studio.errors import UserError
 from studio.infer import ChatSettings, Generation, generate_answers, load_base_model, require_safetensors
-from studio.paths import resolve_model_path
+from studio.paths import expand_user, resolve_model_path
 
 BASE = "base"  # the pool's name for the base model with every adapter switched off
 COMBINATIONS = ("cat", "linear", "svd")  # PEFT add_weighted_adapter types offered ("cat": exact, any ranks)
@@ -329,8 +329,8 @@ class Arena:
         if model_id.startswith("run:"):
             output, base = self.run_output(model_id[4:])
             return self._folder(output, base)
-        if self.allow_paths and Path(model_id).expanduser().is_dir():
-            folder = Path(model_id).expanduser().resolve()
+        if self.allow_paths and expand_user(model_id).is_dir():
+            folder = expand_user(model_id).resolve()
             if (folder / "adapter_config.json").exists():
                 return self._folder(folder, adapter_base(folder))
             return self.pool(str(folder)), BASE

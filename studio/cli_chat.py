@@ -13,10 +13,10 @@ Registered in studio.cli.COMMAND_MODULES.
 from __future__ import annotations
 
 import sys
-from pathlib import Path
 
 from studio.errors import UserError
 from studio.i18n import t
+from studio.paths import expand_user
 
 
 def add_commands(sub, add_home) -> None:
@@ -63,8 +63,8 @@ def source_of(text: str, home):
         return store.get(text)
     except KeyError:
         pass
-    if Path(text).expanduser().is_dir():
-        return Path(text).expanduser().resolve()
+    if expand_user(text).is_dir():
+        return expand_user(text).resolve()
     if text == "demo":
         return text
     raise UserError("arena.run_missing", run=text[:80])

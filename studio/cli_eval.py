@@ -21,6 +21,7 @@ from pathlib import Path
 
 from studio.errors import UserError
 from studio.i18n import render, t
+from studio.paths import expand_user
 
 
 def add_commands(sub, add_home) -> None:
@@ -51,7 +52,7 @@ def read_texts(path_text: str) -> list[str]:
     """The texts of a file: one per line (.txt), or the `text` field of each JSON row."""
     from studio.dataload import limits, read_rows
 
-    path = Path(path_text).expanduser()
+    path = expand_user(path_text)
     if not path.exists():
         raise UserError("scores.file_missing", path=str(path))
     if path.is_dir():
@@ -137,7 +138,7 @@ def cmd_report(args, home) -> int:
         run = RunStore(home).get(args.run)
     except KeyError:
         raise UserError("scores.no_run", run=args.run) from None
-    out = Path(args.out).expanduser() if args.out else run.path / "report.png"
+    out = expand_user(args.out, strict=True) if args.out else run.path / "report.png"
     written = training_report(run, out, lang=args.lang)
     print(t("scores.report_written", path=str(written)))
     return 0

@@ -12,9 +12,9 @@ same functions the Runs tab calls; refusals are UserErrors, printed by cli.main 
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 from studio.i18n import t
+from studio.paths import expand_user
 
 SUBCOMMANDS = ("compare", "export", "rename", "delete")
 
@@ -107,7 +107,7 @@ def cmd_export(args, store, home) -> int:
         text, _ = export_recipe(run, home=home)
         print(text, end="")
         return 0
-    out = Path(args.out).expanduser().resolve()
+    out = expand_user(args.out, strict=True).resolve()
     text, command = export_recipe(run, out, home)
     out.parent.mkdir(parents=True, exist_ok=True)
     _write_text_atomic(out, text)

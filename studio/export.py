@@ -22,7 +22,7 @@ import zipfile
 from pathlib import Path
 
 from studio.errors import UserError
-from studio.paths import resolve_model_path
+from studio.paths import expand_user, resolve_model_path
 from studio.runs import Run
 
 # What an adapter export carries: its config and weights, the tokenizer, the chat template.
@@ -45,7 +45,7 @@ def output_of(source: Run | str | Path) -> tuple[Path, str]:
         except Exception:
             base = ""
         return output, base or _recorded_base(output)
-    folder = Path(source).expanduser()
+    folder = expand_user(source)
     if not folder.is_dir():
         raise UserError("export.not_found", path=str(source))
     return folder.resolve(), _recorded_base(folder)
@@ -77,7 +77,7 @@ def adapter_kind(folder: Path) -> str:
 
 
 def _fresh_target(out_dir: str | Path) -> Path:
-    out = Path(out_dir).expanduser().resolve()
+    out = expand_user(out_dir, strict=True).resolve()
     if out.exists() and (not out.is_dir() or any(out.iterdir())):
         raise UserError("export.out_not_empty", path=str(out))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -245,7 +245,7 @@ def python_snippet(source: Run | str | Path, prompt: str = "Hello!", system: str
 
 def chat_command(source: Run | str | Path, home: str | Path | None = None, prompt: str = "Hello!") -> str:
     """The `studio chat` command line that asks the same model `prompt` from a terminal."""
-    target = source.id if isinstance(source, Run) else str(Path(source).expanduser().resolve())
+    target = source.id if isinstance(source, Run) else str(expand_user(source).resolve())
     parts = ["studio", "chat", target, "--prompt", prompt, "--stream"]
     if home is not None and isinstance(source, Run):
         parts += ["--home", str(home)]

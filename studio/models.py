@@ -26,7 +26,7 @@ from studio import hub
 from studio.config import MethodSection, ModelSection, StudioConfig, TrainSection
 from studio.errors import UserError
 from studio.i18n import Msg
-from studio.paths import resolve_model_path
+from studio.paths import expand_user, resolve_model_path
 from studio.startup import wait_for_warm_up
 
 # Used only when a tokenizer brings no template of its own (base models such as tiny Llamas).
@@ -53,7 +53,7 @@ def check_model(section: ModelSection):
     from transformers import AutoConfig
 
     path = resolve_model_path(section.path)
-    local = Path(path).expanduser().exists()
+    local = expand_user(path).exists()
     if not local and not (re.fullmatch(r"[\w.-]+(/[\w.-]+)?", path) and not path.startswith(".")):
         raise UserError("security.model_not_found", key="model.path", path=section.path)
 

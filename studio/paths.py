@@ -22,11 +22,40 @@ DEMO_DATA = {
 
 
 def studio_home(home: str | os.PathLike | None = None) -> Path:
-    chosen = home or os.environ.get("STUDIO_HOME") or Path.home() / ".finetune-studio"
-    path = Path(chosen).expanduser().resolve()
+    chosen = home or os.environ.get("STUDIO_HOME")
+    if chosen:
+        path = expand_user(chosen, strict=True).resolve()
+    else:
+        try:
+            path = Path.home() / ".finetune-studio"
+        except RuntimeError:  # no $HOME and no passwd entry (a container run as an arbitrary uid)
+            from studio.errors import UserError
+
+            raise UserError("security.no_default_home") from None
     path.mkdir(parents=True, exist_ok=True)
     use_home_caches(path)  # every way of opening a home keeps the library caches inside it
     return path
+
+
+def expand_user(path: str | os.PathLike, strict: bool = False) -> Path:
+    """`Path(path).expanduser()`, without the traceback.
+
+    Python raises RuntimeError for '~name' when this machine has no user 'name', and for '~'
+    when it cannot find the current user's home (no $HOME and no passwd entry, as in some
+    containers). The path then stays as written, as a shell leaves it: a path that does not
+    exist, so the caller's own 'not found' sentence applies. With strict=True (a folder the
+    studio would create, where a literal '~name' folder in the current directory would surprise)
+    a UserError says why instead.
+    """
+    try:
+        return Path(path).expanduser()
+    except RuntimeError:
+        if not strict:
+            return Path(path)
+        from studio.errors import UserError
+
+        user = str(path).split(os.sep, 1)[0]
+        raise UserError("security.no_home_folder", path=str(path), user=user) from None
 
 
 # Hugging Face cache variables -> their folder under <home>/cache/.
@@ -71,7 +100,7 @@ def resolve_model_path(name: str) -> str:
     """'demo' -> the bundled model; an existing local folder -> its absolute path; else a Hub id."""
     if name == "demo":
         return str(DEMO_MODEL)
-    local = Path(name).expanduser()
+    local = expand_user(name)
     return str(local.resolve()) if local.exists() else name
 
 
@@ -83,7 +112,7 @@ def resolve_data_path(name: str) -> str:
     if is_library_ref(name):
         folder = library_dir(name)
         return str(folder / "train.jsonl") if folder is not None else name
-    local = Path(name).expanduser()
+    local = expand_user(name)
     return str(local.resolve()) if local.exists() else name
 
 

@@ -32,9 +32,13 @@ HEADER = "# finetune-studio read-ahead list v1"
 MODEL_SUFFIXES = (".safetensors", ".json", ".model", ".txt", ".jinja", ".tiktoken")
 
 
-def list_path() -> Path:
-    """This Python environment's list: $XDG_CACHE_HOME (else ~/.cache)/finetune-studio/."""
-    cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+def list_path() -> Path | None:
+    """This Python environment's list: $XDG_CACHE_HOME (else ~/.cache)/finetune-studio/; None
+    where the user has no home folder (no $HOME and no passwd entry): then no list is kept."""
+    try:
+        cache = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    except RuntimeError:
+        return None
     tag = hashlib.sha1(sys.prefix.encode()).hexdigest()[:12]  # each environment has its own files
     return Path(cache) / "finetune-studio" / f"read-ahead-{tag}.txt"
 
@@ -65,6 +69,8 @@ def record(path: Path | None = None) -> None:
     if not hasattr(os, "posix_fadvise"):  # nothing would ever read it (macOS, Windows)
         return
     path = path or list_path()
+    if path is None:
+        return
     text = "\n".join([HEADER, *loaded_files()]) + "\n"
     try:
         if path.exists() and path.read_text(encoding="utf-8") == text:
@@ -79,8 +85,11 @@ def record(path: Path | None = None) -> None:
 
 def recorded(path: Path | None = None) -> list[str]:
     """The paths in the list, or none when there is no list (or not one of ours)."""
+    path = path or list_path()
+    if path is None:
+        return []
     try:
-        lines = (path or list_path()).read_text(encoding="utf-8").splitlines()
+        lines = path.read_text(encoding="utf-8").splitlines()
     except (OSError, UnicodeDecodeError):
         return []
     return [line for line in lines[1:] if line.startswith("/")] if lines[:1] == [HEADER] else []

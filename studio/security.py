@@ -25,6 +25,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from studio.errors import UserError
+from studio.paths import expand_user
 
 DEFAULT_MAX_UPLOAD = 200 * 1024 ** 2
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1"}
@@ -105,7 +106,7 @@ class LaunchPolicy:
         `demo` (studio.demo_mode.demo_limits()) caps the upload size too."""
         folders = []
         for folder in model_dirs or ():
-            path = Path(folder).expanduser()
+            path = expand_user(folder)
             if not path.is_dir():
                 raise UserError("security.model_dir_missing", folder=str(folder))
             folders.append(path.resolve())

@@ -31,6 +31,7 @@ from fastapi import Request  # at module level: FastAPI resolves the handlers' a
 from studio.errors import UserError
 from studio.i18n import t
 from studio.infer import ChatSettings, chat_messages
+from studio.paths import expand_user
 
 API_KEY_ENV = "STUDIO_API_KEY"
 MAX_BODY = 4 * 1024 ** 2  # a chat request larger than this is refused before it is parsed
@@ -229,7 +230,7 @@ def load_source(source: str, home, trust_remote_code: bool = False):
         model_id, label = f"run:{text}", text
     except KeyError:
         model_id = label = text
-        if Path(text).expanduser().is_dir():
-            model_id, label = str(Path(text).expanduser().resolve()), Path(text).name
+        if expand_user(text).is_dir():
+            model_id, label = str(expand_user(text).resolve()), Path(text).name
     pool, adapter = arena.resolve(model_id)
     return pool, adapter, label
