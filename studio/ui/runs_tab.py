@@ -48,6 +48,13 @@ def runs_table(store, lang: str | None = None) -> pd.DataFrame:
     return pd.DataFrame(rows, columns=[t(HEADERS[c], lang) for c in COLUMNS])
 
 
+def has_runs(table) -> bool:
+    """Whether a drawn table lists a run: the browser sends an empty one back as one blank row."""
+    if table is None or len(table) == 0:
+        return False
+    return any(str(rid).strip() for rid in table.iloc[:, 0])
+
+
 def resume_run(ctx, rid: str, lang: str | None = None) -> str:
     """Resume run `rid` through the job manager (one job at a time); the plan, or the refusal."""
     from studio.resume import plan_lines
@@ -83,8 +90,14 @@ def resume_preview(ctx, rid: str, lang: str | None = None) -> str:
 def build(ctx, texts: Texts, lang):
     texts.add(gr.Markdown, value=Msg("ui.runs.intro", root=f"`{ctx.store.root}`"), elem_classes="tab-intro")
     # Widths leave room for the message (it wraps); short headers never break inside a word (CSS).
-    table = gr.Dataframe(runs_table(ctx.store), interactive=False, wrap=True, elem_id="runs-table",
+    initial = runs_table(ctx.store)
+    table = gr.Dataframe(initial, interactive=False, wrap=True, elem_id="runs-table",
                          column_widths=["15%", "8%", "6%", "6%", "7%", "7%", "6%", "6%", "8%", "6%", "9%", "16%"])
+    # An empty table is only its headers: say so, and where runs come from. Shown and hidden by the
+    # table's own change event, so every handler that redraws the table keeps it right.
+    empty = texts.add(gr.Markdown, value="ui.runs.empty", elem_id="runs-empty", visible=initial.empty)
+    table.change(lambda shown: gr.update(visible=not has_runs(shown)), table, empty,
+                 api_visibility="private", show_progress="hidden", queue=False)
     refresh = texts.add(gr.Button, value="ui.runs.refresh", size="sm")
     seen = gr.State(())
     with gr.Row():

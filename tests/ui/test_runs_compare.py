@@ -109,3 +109,26 @@ def test_compare_two_runs_export_rename_delete(server, page):
     page.screenshot(path=str(server.home.parent / "runs-compare-zh.png"), full_page=True)
     switch_language(page, "English")
     assert not real_page_errors(errors), errors
+
+
+def test_an_empty_home_says_there_are_no_runs_until_one_appears(tmp_path, page):
+    """A fresh studio's Runs table is only headers: a line says so, in the page's language, and
+    goes once a run appears (here written into the home, picked up by the tab's timer)."""
+    from conftest import Server
+
+    server = Server(tmp_path / "home")
+    try:
+        page.goto(server.url)
+        open_tab(page, "runs")
+        page.locator("#runs-empty").wait_for(state="visible", timeout=30000)
+        assert "No runs yet" in page.inner_text("#runs-empty")
+        switch_language(page, "简体中文")
+        wait_text(page, "#runs-empty", "还没有运行记录")
+        switch_language(page, "English")
+        wait_text(page, "#runs-empty", "No runs yet")
+
+        run = finished_run(server.home, [2.0, 1.5], [1.6])
+        wait_text(page, "#runs-table", run.id)
+        page.locator("#runs-empty").wait_for(state="hidden", timeout=30000)
+    finally:
+        server.stop()
