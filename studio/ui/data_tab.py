@@ -439,7 +439,7 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
 
     gr.on([model_box.change, max_len_box.blur, max_len_box.submit], redraw, [state] + common, outputs,
           show_progress="hidden", trigger_mode="always_last", **private)
-    texts.on_language(redraw, [state] + common, outputs, trigger_mode="always_last")
+    texts.on_language(redraw, [state] + common, outputs, slow=True)
 
     def on_load(s, source, model, max_length, lang_code):
         return load(s, source, "", "", model, max_length, lang_code)

@@ -70,5 +70,5 @@ def build(ctx, texts, fields: dict, lang) -> dict:
                concurrency_limit=None)
     fields["model.path"].change(status_text, lang, status, api_visibility="private",
                                 show_progress="hidden", trigger_mode="always_last", concurrency_limit=None)
-    texts.on_language(status_text, lang, status, trigger_mode="always_last")
+    texts.on_language(status_text, lang, status, slow=True)
     return {"status": status, "token": token, "load": (status_text, [lang], status)}

@@ -18,6 +18,7 @@ help, so a language switch keeps an error where it is.
 
 from __future__ import annotations
 
+import logging
 from typing import Callable
 
 import gradio as gr
@@ -26,6 +27,7 @@ from studio.config import field_help, field_label
 from studio.i18n import DEFAULT, Msg, render, table
 
 Source = str | Msg | Callable[[str], object]
+logger = logging.getLogger(__name__)
 
 
 def text_of(source: Source, lang: str):
@@ -39,6 +41,30 @@ def field_info(key: str, lang: str, problems: dict | None = None) -> str:
     """The line under a config field: its help, or the problem with it (⚠ …) if it has one."""
     problem = (problems or {}).get(key)
     return f"⚠ {render(problem, lang)}" if problem else field_help(key).render(lang)
+
+
+SKIP = {"__type__": "update"}  # what gr.skip() returns: change nothing
+
+
+def _as_list(components) -> list:
+    return list(components) if isinstance(components, (list, tuple)) else [components]
+
+
+def _unique(components: list) -> list:
+    """Each component once, first place kept (two handlers may read or write the same one)."""
+    return list({id(c): c for c in components}.values())
+
+
+def _merge(first, later):
+    """Two handlers' updates to one component: the later one's properties win, a skip keeps the first."""
+    def is_update(value):
+        return isinstance(value, dict) and value.get("__type__") == "update"
+
+    if is_update(later):
+        return {**first, **later} if is_update(first) else {**SKIP, "value": first, **later}
+    if is_update(first) and len(first) > 1 and not isinstance(later, gr.blocks.Block):
+        return {**first, "value": later}  # a plain value from the later handler: the first's labels stay
+    return later
 
 
 class Texts:
@@ -74,21 +100,42 @@ class Texts:
         self._fields[key] = component
         return self.register(component, label=field_label(key))
 
-    def on_language(self, fn, inputs, outputs, **kwargs):
+    def on_language(self, fn, inputs, outputs, slow: bool = False, **kwargs):
         """A tab's own handler for a language switch (what it drew itself: tables, cards).
-        Registered by `wire_language` after the registry's update, because the browser submits a
-        trigger's handlers one after another in registration order: the page's words come first
-        and a slow handler (the estimate) cannot hold them up."""
-        self._language_handlers.append((fn, inputs, outputs, kwargs))
+
+        Quick handlers run inside the switch's one event, after the registry's words: one round
+        trip for the whole page (one event per handler cost about 0.25 s each, so the last tab
+        changed language seconds after the first). A `slow` handler (it may read a dataset or
+        ask the Hub) gets its own event after that one, so it cannot hold the page's words up."""
+        self._language_handlers.append((fn, _as_list(inputs), _as_list(outputs), slow, kwargs))
 
     def wire_language(self, lang, notice, remember) -> None:
         """The language switch: every registered word (and the browser's remembered choice,
-        `remember`) first, then each tab's own handler. `notice` is the Train tab's problem note,
-        kept next to its field in the new language."""
-        lang.change(lambda code, note: [code] + self.updates(code, note), [lang, notice],
-                    [remember] + self.outputs(), api_visibility="private", show_progress="hidden")
-        for fn, inputs, outputs, kwargs in self._language_handlers:
-            lang.change(fn, inputs, outputs, **{"api_visibility": "private", "show_progress": "hidden", **kwargs})
+        `remember`) and the quick tab handlers in one event, then each slow handler. `notice` is
+        the Train tab's problem note, kept next to its field in the new language."""
+        quick = [h for h in self._language_handlers if not h[3]]
+        inputs = _unique([lang, notice] + [c for h in quick for c in h[1]])
+        outputs = _unique([remember] + self.outputs() + [c for h in quick for c in h[2]])
+
+        def switch(*values):
+            given = {id(c): v for c, v in zip(inputs, values)}
+            code, note = values[0], values[1]
+            merged = dict(zip(map(id, outputs), [code] + self.updates(code, note)))
+            for fn, ins, outs, _, _ in quick:
+                try:
+                    got = fn(*(given[id(c)] for c in ins))
+                except Exception:  # one tab failing to redraw must not keep the page in the old language
+                    logger.exception("language switch: %s failed", getattr(fn, "__qualname__", fn))
+                    continue
+                for component, update in zip(outs, [got] if len(outs) == 1 else got):
+                    merged[id(component)] = _merge(merged.get(id(component), SKIP), update)
+            return [merged.get(id(c), SKIP) for c in outputs]
+
+        lang.change(switch, inputs, outputs, api_visibility="private", show_progress="hidden")
+        for fn, ins, outs, slow, kwargs in self._language_handlers:
+            if slow:
+                lang.change(fn, ins, outs, **{"api_visibility": "private", "show_progress": "hidden",
+                                              "trigger_mode": "always_last", **kwargs})
 
     def outputs(self) -> list:
         return [component for component, _ in self._entries]

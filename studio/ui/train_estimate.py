@@ -50,5 +50,5 @@ def wire(ctx, base_config, fields: dict, texts, lang, markdown: gr.Markdown):
 
     gr.on([fields[k].change for k in KEYS], on_change, inputs, markdown,
           api_visibility="private", show_progress="hidden", trigger_mode="always_last")
-    texts.on_language(on_change, inputs, markdown, trigger_mode="always_last")
+    texts.on_language(on_change, inputs, markdown, slow=True)
     return on_change, inputs, markdown

@@ -365,7 +365,7 @@ def build(ctx, tabs: gr.Tabs, texts: Texts, lang: gr.components.Component):
            fields["train.max_length"].submit],
           on_data_change, check_inputs, data_check, api_visibility="private", show_progress="hidden",
           trigger_mode="always_last")
-    texts.on_language(on_data_change, check_inputs, data_check, trigger_mode="always_last")
+    texts.on_language(on_data_change, check_inputs, data_check, slow=True)
 
     estimate_hook = train_estimate.wire(ctx, initial_config, fields, texts, lang, estimate_note)
 

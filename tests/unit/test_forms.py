@@ -92,3 +92,48 @@ def test_status_card_and_result_follow_the_language():
     assert "已完成" in zh and "步数 5/5" in zh
     assert "训练完成" in result_text(progress, "zh") and "/x/adapter" in result_text(progress, "zh")
     assert t("ui.status.ready", "zh") in render_status(None, lang="zh")
+
+
+def language_events(demo, lang):
+    return [fn for fn in demo.fns.values() if any(target[0] == lang._id for target in fn.targets)]
+
+
+def test_a_language_switch_is_one_event_for_the_words_and_every_quick_tab(app):
+    """One round trip re-words the page and redraws what the tabs drew (one event per tab cost
+    about 0.25 s each: the Runs tab changed language seconds after the tab titles)."""
+    lang = next(b for b in app.blocks.values() if getattr(b, "elem_id", None) == "language")
+    events = language_events(app, lang)
+    switch = next(fn for fn in events if fn.fn.__name__ == "switch")
+    others = [fn for fn in events if fn is not switch and fn.fn.__module__ != "gradio.renderable"]  # not gr.render
+    assert len(others) == 4 and all(fn.trigger_mode == "always_last" for fn in others)  # the slow ones
+    values = [app.blocks[i].value if isinstance(i, int) else i.value for i in switch.inputs]
+    values[0] = "zh"
+    out = {getattr(c, "elem_id", None): r for c, r in zip(switch.outputs, switch.fn(*values))}
+    assert list(out["runs-table"].columns)[:3] == ["运行", "标签", "状态"]  # the Runs tab's own handler
+    assert out["compare-note"] == t("compare.ui.pick_two", "zh")  # the compare section's
+    assert out["start-btn"]["value"] == "开始训练"  # the registry's words
+
+
+def test_tab_handlers_merge_with_the_words_and_a_failing_one_is_skipped():
+    import gradio as gr
+
+    from studio.ui.texts import Texts
+
+    texts = Texts()
+    with gr.Blocks() as demo:
+        lang = gr.Radio(["en", "zh"], value="en")
+        notice, remember = gr.State(None), gr.State("en")
+        empty = texts.add(gr.Markdown, value="ui.runs.empty")
+        note, slow_note = gr.Textbox(), gr.Textbox()
+        texts.on_language(lambda code: 1 / 0, lang, note)  # a broken tab: the page still switches
+        texts.on_language(lambda code: t("compare.ui.pick_two", code), lang, note)
+        texts.on_language(lambda code: gr.update(visible=False), lang, empty)  # on top of the words
+        texts.on_language(lambda code: code, lang, slow_note, slow=True)
+        texts.wire_language(lang, notice, remember)
+    events = language_events(demo, lang)
+    assert [fn.fn.__name__ for fn in events] == ["switch", "<lambda>"]  # the slow one: its own event
+    switch = events[0]
+    result = dict(zip(map(id, switch.outputs), switch.fn("zh", None)))
+    assert result[id(remember)] == "zh"
+    assert result[id(note)] == t("compare.ui.pick_two", "zh")
+    assert result[id(empty)] == {"__type__": "update", "value": t("ui.runs.empty", "zh"), "visible": False}
