@@ -19,6 +19,7 @@ restart.
 
 from __future__ import annotations
 
+import json
 import secrets
 import sys
 from pathlib import Path
@@ -35,6 +36,23 @@ from studio.ui.texts import Texts
 from studio.workspace import Workspace
 
 CSS = (Path(__file__).resolve().parents[2] / "assets" / "studio.css")
+
+# Gradio's own words (an upload box's "Drop File Here", "Loading…") come from its svelte-i18n
+# locale, which it takes from the browser at start. Its core module exports `changeLocale` (what
+# its Settings panel calls); the module is found by the URL the page loaded it from, and ES
+# modules are one instance per URL, so this sets the page's own locale. Where a Gradio release
+# names or exports it differently nothing happens: those words stay in the browser's language.
+GRADIO_LOCALES = {"en": "en", "zh": "zh-CN"}
+GRADIO_LOCALE_JS = """async (code) => {
+  const locales = %s;
+  const url = performance.getEntriesByType("resource").map((e) => e.name)
+    .find((name) => /\/assets\/core-[\w-]+\.js$/.test(name));
+  try {
+    const core = url && await import(url);
+    if (core && typeof core.changeLocale === "function") core.changeLocale(locales[code] || "en");
+  } catch (e) { /* Gradio's words stay in the browser's language */ }
+  return code;
+}""" % json.dumps(GRADIO_LOCALES)
 
 
 def add_api(ws: Workspace) -> None:
@@ -135,6 +153,11 @@ def _page(ws: Workspace) -> gr.Blocks:
             texts.add(gr.Markdown, value="ui.app.header", elem_id="studio-title")
             lang = gr.Radio([(name, code) for code, name in LANGUAGES.items()], value=DEFAULT,
                             show_label=False, container=False, elem_id="language", scale=0, min_width=220)
+        # Gradio's own words follow the page's language. Registered first: the browser runs a
+        # trigger's handlers in registration order, and a tab mounted before this ran keeps
+        # Gradio's words in the browser's language (its upload box reads them once, at mount).
+        for trigger in (lang.change, demo.load):
+            trigger(None, lang, None, js=GRADIO_LOCALE_JS, api_visibility="private", queue=False)
         add_banners(ws, texts)
         with gr.Tabs(selected="train") as tabs:
             with texts.add(gr.Tab, label="ui.tab.data", id="data", elem_id="tab-data"):

@@ -161,12 +161,22 @@ def test_switching_to_chinese_rewords_the_page_and_survives_a_reload(server, pag
     wait_for_texts(page, {"#start-btn": "开始训练", "#tab-train-button": "训练", "#tab-runs-button": "运行记录"})
     assert "训练轮数" in page.inner_text("#field-train-epochs")
     assert "遍历训练数据的次数" in page.inner_text("#field-train-epochs")  # the help text too
+    page_shows(page, "通过 API 使用")  # Gradio's own words follow the page's switch (the browser is English)
     page.reload()
     wait_for_texts(page, {"#start-btn": "开始训练", "#tab-data-button": "数据", "#tab-chat-button": "对话"})
     assert "训练轮数" in page.inner_text("#field-train-epochs")
+    open_tab(page, "data")  # mounted now, after the remembered language was applied
+    page_shows(page, "将文件拖放到此处")  # Gradio's upload box
     switch_language(page, "English")
+    wait_for_texts(page, {"#tab-data-button": "Data"})
+    page_shows(page, "Use via API")
+    open_tab(page, "train")
     wait_for_texts(page, {"#start-btn": "Start training"})
     assert "Epochs" in page.inner_text("#field-train-epochs")
+
+
+def page_shows(page, text: str, timeout: int = 30000):
+    page.wait_for_function("(text) => document.body.innerText.includes(text)", arg=text, timeout=timeout)
 
 
 def test_help_text_is_readable(server, page):
