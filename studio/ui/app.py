@@ -152,6 +152,7 @@ def _page(ws: Workspace) -> gr.Blocks:
         with gr.Row(elem_classes="studio-header"):
             texts.add(gr.Markdown, value="ui.app.header", elem_id="studio-title")
             lang = gr.Radio([(name, code) for code, name in LANGUAGES.items()], value=DEFAULT,
+                            label="Language · 语言",  # not shown; said by screen readers, in both
                             show_label=False, container=False, elem_id="language", scale=0, min_width=220)
         # Gradio's own words follow the page's language. Registered first: the browser runs a
         # trigger's handlers in registration order, and a tab mounted before this ran keeps

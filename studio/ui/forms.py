@@ -14,7 +14,8 @@ import gradio as gr
 
 from studio.config import StudioConfig, field_specs, field_type, get_value, set_value, validate
 from studio.errors import UserError, UserErrors
-from studio.ui.texts import Texts
+from studio.i18n import DEFAULT
+from studio.ui.texts import Texts, text_of
 
 
 def build_field(key: str, cfg: StudioConfig, texts: Texts, **overrides) -> gr.components.Component:
@@ -46,11 +47,13 @@ def _format_number(value) -> str:
     return str(value)
 
 
-def note_box(elem_id: str, **kwargs) -> gr.Textbox:
+def note_box(texts: Texts, elem_id: str, label: str, **kwargs) -> gr.Textbox:
     """A read-only answer box (a button's result): plain text, never rendered as HTML, and hidden
-    while empty (studio.css `.studio-note`, keyed on its one-space placeholder)."""
-    return gr.Textbox(show_label=False, interactive=False, placeholder=" ", elem_classes="studio-note",
-                      elem_id=elem_id, **kwargs)
+    while empty (studio.css `.studio-note`, keyed on its one-space placeholder). Its label (a
+    table code) is not shown; screen readers say it, in the page's language."""
+    box = gr.Textbox(label=text_of(label, DEFAULT), show_label=False, interactive=False, placeholder=" ",
+                     elem_classes="studio-note", elem_id=elem_id, **kwargs)
+    return texts.register(box, label=label)
 
 
 def build_fields(keys: list[str], cfg: StudioConfig, texts: Texts, **per_key_overrides) -> dict:

@@ -166,7 +166,7 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
     picker = texts.add(gr.Dropdown, choices=lambda code: run_choices(ctx, code), multiselect=True,
                        allow_custom_value=True, max_choices=compare.MAX_RUNS, label="compare.ui.runs", info="compare.ui.runs_help",
                        elem_id="compare-runs")
-    note = note_box("compare-note", max_lines=2)
+    note = note_box(texts, "compare-note", "compare.ui.note_label", max_lines=2)
     plot_key = gr.State(0)  # bumped when the runs' names change (a rename): the plot is drawn again
 
     # A new plot for every choice: gradio 6.31's LinePlot fixes its colour domain at its first
@@ -202,7 +202,7 @@ def build(ctx, texts, lang, table, redraw_table) -> dict:
             delete = texts.add(gr.Button, value="compare.ui.delete", variant="stop", elem_id="compare-delete",
                                size="sm")
         # Plain text, never Markdown: it holds run ids, labels and paths.
-        manage_note = note_box("compare-manage-note", max_lines=3)
+        manage_note = note_box(texts, "compare-manage-note", "compare.ui.manage_note_label", max_lines=3)
         with gr.Row(visible=False) as exported:  # shown by the first export
             recipe = texts.add(gr.Code, language="yaml", label="compare.ui.recipe", interactive=False, lines=8,
                                max_lines=24, elem_id="compare-recipe", scale=3)

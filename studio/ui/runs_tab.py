@@ -105,7 +105,7 @@ def build(ctx, texts: Texts, lang):
                            elem_id="resume-run", scale=2)
         resume = texts.add(gr.Button, value="resume.button", elem_id="resume-button", scale=1)
     # Text, not Markdown: the plan holds setting values and run ids, which are never rendered as HTML.
-    resume_note = note_box("resume-note", lines=2)
+    resume_note = note_box(texts, "resume-note", "resume.note_label", lines=2)
 
     def pick(code, evt: gr.SelectData):
         row = evt.row_value or []

@@ -53,6 +53,9 @@ def test_two_turns_in_the_browser_and_html_shown_as_text(server, page):
     page.goto(server.url)
     page.wait_for_selector("#start-btn")
     open_tab(page, "chat")
+    # The suggested questions show under their title, without a header row naming a textbox.
+    page.locator("#chat-examples").wait_for()
+    assert "Textbox" not in page.inner_text("#tab-chat") and "Your message" not in page.inner_text("#chat-examples")
     typed = '<img src="x" onerror="window.pwned = 1"> & *stars*'
     for turn, message in enumerate([typed, "What is the opposite of hot?"], start=1):
         send(page, message, turn)
