@@ -562,6 +562,8 @@ class Evaluator:
         """Check everything and work out each run's keys; UserError on bad input. Nothing runs."""
         settings = settings or GenerationSettings()
         settings.check()
+        if not 0 <= int(max_rows) <= 10**9:
+            raise UserError("evaluate.bad_max_rows", key="evaluate.max_rows", value=max_rows)
         run_ids = [r for r in dict.fromkeys(run_ids or []) if r]
         if not run_ids:
             raise UserError("evaluate.no_runs")

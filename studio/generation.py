@@ -71,6 +71,11 @@ class GenerationSettings:
                             value=self.max_new_tokens)
         if self.do_sample and not (float(self.temperature) > 0 and 0 < float(self.top_p) <= 1):
             raise UserError("evaluate.bad_sampling", key="evaluate.temperature")
+        if not 0 <= int(self.seed) <= MAX_SEED:
+            raise UserError("evaluate.bad_seed", key="evaluate.seed", value=self.seed, max=MAX_SEED)
+
+
+MAX_SEED = 2**32 - 1  # numpy's seeds (transformers.set_seed seeds numpy too) are 32-bit
 
 
 def device() -> torch.device:

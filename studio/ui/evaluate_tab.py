@@ -29,7 +29,7 @@ import pandas as pd
 
 from studio import evaluate as ev
 from studio.errors import explain
-from studio.generation import GenerationSettings
+from studio.generation import MAX_SEED, GenerationSettings
 from studio.i18n import Msg, render, t
 from studio.ui.texts import Texts
 
@@ -263,7 +263,7 @@ def build(ctx, texts: Texts, lang):
             temperature = texts.add(gr.Slider, minimum=0.05, maximum=1.5, step=0.05, value=0.7,
                                     label="evaluate.ui.temperature")
             top_p = texts.add(gr.Slider, minimum=0.05, maximum=1, step=0.05, value=0.95, label="evaluate.ui.top_p")
-            seed = texts.add(gr.Number, value=42, precision=0, label="evaluate.ui.seed")
+            seed = texts.add(gr.Number, value=42, precision=0, minimum=0, maximum=MAX_SEED, label="evaluate.ui.seed")
             stem = texts.add(gr.Checkbox, value=False, label="evaluate.ui.stem", info="evaluate.ui.stem_help")
     with gr.Row():
         start = texts.add(gr.Button, value="evaluate.ui.start", variant="primary", scale=2, elem_id="eval-start")

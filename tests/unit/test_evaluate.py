@@ -103,6 +103,11 @@ def test_requests_are_checked_before_anything_runs(home):
         evaluator.prepare(["nope"])
     with pytest.raises(UserError, match="Batch size"):
         evaluator.prepare([run.id], settings=GenerationSettings(batch_size=0))
+    # what numpy would refuse mid-run, and a negative sample size (random.sample's ValueError)
+    with pytest.raises(UserError, match="from 0 to 4294967295"):
+        evaluator.prepare([run.id], settings=GenerationSettings(do_sample=True, seed=2**32))
+    with pytest.raises(UserError, match="use 0 .all. or a positive whole number"):
+        evaluator.prepare([run.id], max_rows=-1)
 
 
 def test_cli_eval_of_a_failed_run_is_one_line(home, capsys):
