@@ -25,8 +25,10 @@ import json
 import sys
 from pathlib import Path
 
+from studio.config import field_specs
 from studio.errors import UserError, explain
 from studio.i18n import render, t
+from studio.paths import expand_user
 
 FORMAT_CHOICES = ("auto", "alpaca", "sharegpt", "messages", "prompt_completion", "preference", "text")
 
@@ -328,6 +330,11 @@ def cmd_data(args, home) -> int:
     command = getattr(args, "data_command", None)
     if command is None:
         raise UserError("library.cli_need_command")
+    bounds = field_specs()["train.max_length"].metadata  # the same range as a run's max length
+    if command in ("inspect", "prepare") and not bounds["min"] <= args.max_length <= bounds["max"]:
+        raise UserError("library.cli_bad_max_length", value=args.max_length, min=bounds["min"], max=bounds["max"])
+    if command == "prepare" and args.out:  # where the result goes is settled before any work
+        args.out = str(expand_user(args.out, strict=True))
     try:
         if command == "inspect":
             info = inspect(args)

@@ -97,11 +97,15 @@ def test_missing_columns_say_expected_and_found(tmp_path, home, capsys):
     (["--mapping", "nocolumn"], "--mapping"),
     (["--substitute", "咳嗽"], "--substitute"),
     (["--stratify", "topic"], "topic"),
+    (["--max-length", "-1"], "from 16 to 131072"),
+    (["--out", "~no_such_user_4f2a/out"], "no home folder for '~no_such_user_4f2a'"),
 ])
-def test_bad_prepare_options_are_one_line(tmp_path, home, capsys, argv, words):
+def test_bad_prepare_options_are_one_line(tmp_path, home, capsys, monkeypatch, argv, words):
     path = write(tmp_path / "d.json", json.dumps(ROWS))
+    monkeypatch.chdir(tmp_path)
     code, _, err = run(capsys, "data", "prepare", path, *argv, "--home", str(home))
     assert code == 2 and err.startswith("error: ") and err.count("\n") == 1 and words in err, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["d.json", "home"]  # no literal "~…" folder
 
 
 def test_a_missing_file_and_a_missing_command(tmp_path, home, capsys):
