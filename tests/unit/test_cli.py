@@ -92,6 +92,7 @@ def test_studio_with_port_and_host_launches_the_ui(home, tmp_path):
 
 @pytest.mark.parametrize("args, fragment", [
     (["--port", "abc"], "--port"),
+    (["--port", "70000"], "70000 is not a port number"),  # was a socket OverflowError traceback
     (["ui", "--bogus"], "--bogus"),
     (["train", "--bogus"], "--bogus"),
     (["nonsense"], "nonsense"),
