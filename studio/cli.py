@@ -109,7 +109,7 @@ def _command_modules():
 
 def cmd_ui(args, home) -> int:
     from studio.demo_mode import demo_limits
-    from studio.security import LaunchPolicy
+    from studio.security import LaunchPolicy, check_listen
 
     for name, default in UI_DEFAULTS.items():
         if not hasattr(args, name):
@@ -120,6 +120,7 @@ def cmd_ui(args, home) -> int:
         host=args.host, share=args.share, allow_remote_code=args.allow_remote_code,
         model_dirs=args.model_dirs, max_upload=args.max_upload, auth=args.auth,
         allowed_hosts=args.allowed_hosts, demo=demo_limits())  # $STUDIO_DEMO, on by default on a Space
+    check_listen(policy.host, args.port)  # before the tabs are built: seconds sooner, one sentence
     from studio.jobs import stop_jobs_on_sigterm
     from studio.ui.app import launch
 

@@ -15,6 +15,7 @@ link) model folders must lie under a `--model-dir`. No gradio import: the guard 
 
 from __future__ import annotations
 
+import errno
 import ipaddress
 import os
 import re
@@ -43,6 +44,24 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def check_listen(host: str, port: int) -> None:
+    """UserError unless the studio can listen on host:port: a name that does not resolve, an
+    address of another machine and a port already taken each get their own sentence (Gradio
+    would say "Cannot find empty port" for all three, after uvicorn's own error line)."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0]
+    except (socket.gaierror, UnicodeError):
+        raise UserError("security.bad_host", host=host) from None
+    with socket.socket(family, kind, proto) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds: TIME_WAIT is no conflict
+        try:
+            probe.bind(address)
+        except OSError as exc:
+            if exc.errno == errno.EADDRINUSE:
+                raise UserError("security.port_in_use", port=port, other=port + 1 if port < 65535 else port - 1) from None
+            raise UserError("security.cannot_listen", host=host, port=port, reason=exc.strerror or str(exc)) from None
 
 
 def parse_size(text: str | int) -> int:

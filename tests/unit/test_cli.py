@@ -93,6 +93,7 @@ def test_studio_with_port_and_host_launches_the_ui(home, tmp_path):
 @pytest.mark.parametrize("args, fragment", [
     (["--port", "abc"], "--port"),
     (["--port", "70000"], "70000 is not a port number"),  # was a socket OverflowError traceback
+    (["--host", "999.1.1.1"], "'999.1.1.1' is not a name or address"),  # was uvicorn's line + "no empty port"
     (["ui", "--bogus"], "--bogus"),
     (["train", "--bogus"], "--bogus"),
     (["nonsense"], "nonsense"),
@@ -156,3 +157,20 @@ def test_the_command_process_ends_with_idle_pool_workers_alive():
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
     assert done.returncode == 3, done.stderr[-2000:]
     assert "atexit ran" in done.stdout
+
+
+def test_a_taken_port_and_a_free_one():
+    import socket
+
+    from studio.errors import UserError
+    from studio.security import check_listen
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        with pytest.raises(UserError) as caught:
+            check_listen("127.0.0.1", port)
+        assert str(caught.value).startswith(f"Port {port} is already in use")
+        assert f"--port {port + 1}" in str(caught.value)
+    check_listen("127.0.0.1", port)  # free again: nothing to say
