@@ -129,10 +129,12 @@ def cmd_export(args, home) -> int:
 
 
 def cmd_serve(args, home) -> int:
+    from studio.security import check_listen
     from studio.serve import serve
 
     if not 1 <= args.port <= 65535:
         raise UserError("chatcli.bad_port", port=str(args.port))
+    check_listen(args.host, args.port)  # before the model loads, not a uvicorn error after it
     _check_finished(source_of(args.run, home))
     return serve(args.run.strip(), home, host=args.host, port=args.port, api_key=args.api_key,
                  trust_remote_code=args.allow_remote_code)

@@ -174,3 +174,15 @@ def test_a_taken_port_and_a_free_one():
         assert str(caught.value).startswith(f"Port {port} is already in use")
         assert f"--port {port + 1}" in str(caught.value)
     check_listen("127.0.0.1", port)  # free again: nothing to say
+
+
+def test_serve_on_a_taken_port_is_one_line_before_the_model_loads(home, capsys):
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        assert main(["serve", "demo", "--port", str(port), "--home", str(home)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: Port {port} is already in use") and err.count("\n") == 1
