@@ -60,7 +60,8 @@ def check_listen(host: str, port: int) -> None:
             probe.bind(address)
         except OSError as exc:
             if exc.errno == errno.EADDRINUSE:
-                raise UserError("security.port_in_use", port=port, other=port + 1 if port < 65535 else port - 1) from None
+                other = port + 1 if port < 65535 else port - 1
+                raise UserError("security.port_in_use", port=port, other=other) from None
             raise UserError("security.cannot_listen", host=host, port=port, reason=exc.strerror or str(exc)) from None
 
 

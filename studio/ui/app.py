@@ -43,7 +43,7 @@ CSS = (Path(__file__).resolve().parents[2] / "assets" / "studio.css")
 # modules are one instance per URL, so this sets the page's own locale. Where a Gradio release
 # names or exports it differently nothing happens: those words stay in the browser's language.
 GRADIO_LOCALES = {"en": "en", "zh": "zh-CN"}
-GRADIO_LOCALE_JS = """async (code) => {
+GRADIO_LOCALE_JS = r"""async (code) => {
   const locales = %s;
   const url = performance.getEntriesByType("resource").map((e) => e.name)
     .find((name) => /\/assets\/core-[\w-]+\.js$/.test(name));
