@@ -349,7 +349,8 @@ class RunStore:
         return run
 
     def get(self, run_id: str) -> Run:
-        if not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]*", run_id or ""):
+        # a run id is one folder name: no separators, and short enough for the file system
+        if not isinstance(run_id, str) or not re.fullmatch(r"[A-Za-z0-9][A-Za-z0-9._-]{0,199}", run_id):
             raise KeyError(run_id)
         run = Run(self.root / run_id)
         if not (run.path / "status.json").exists():

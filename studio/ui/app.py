@@ -60,6 +60,8 @@ def add_api(ws: Workspace) -> None:
         """Start training with key=value overrides (e.g. ["max_steps=20"]); returns the run id.
 
         Paths in `model=` and `data=` are checked by `Workspace.start` (the launch policy)."""
+        if not isinstance(overrides, list) or not all(isinstance(item, str) for item in overrides):
+            raise gr.Error(t("security.api_overrides"))  # a bare string would be read letter by letter
         try:
             run = ws.start(overrides)
         except Exception as exc:  # one plain line for the caller, whatever went wrong
@@ -76,14 +78,14 @@ def add_api(ws: Workspace) -> None:
         try:
             return ws.store.get(run_id).progress()
         except KeyError:
-            raise gr.Error(t("security.api_no_run", run_id=run_id)) from None
+            raise gr.Error(t("security.api_no_run", run_id=str(run_id)[:80])) from None
 
     def run_metrics(run_id: str, since_step: int = -1) -> list[dict]:
         """Metric events (train loss, eval loss, learning rate, …) with step > since_step."""
         try:
             run = ws.store.get(run_id)
         except KeyError:
-            raise gr.Error(t("security.api_no_run", run_id=run_id)) from None
+            raise gr.Error(t("security.api_no_run", run_id=str(run_id)[:80])) from None
         return [e for e in run.read_metrics() if e.get("step", 0) > since_step]
 
     def list_runs() -> list[dict]:

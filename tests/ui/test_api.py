@@ -38,4 +38,14 @@ def test_bad_values_are_refused_without_a_run(client):
         client.predict(["learning_rate=-0.001"], api_name="/start_run")
     with pytest.raises(Exception, match="Batch size must be at least 1"):
         client.predict(["batch_size=0"], api_name="/start_run")
+    with pytest.raises(Exception, match="Seed must be at most 4294967295"):
+        client.predict(["seed=99999999999"], api_name="/start_run")
+    for not_a_list in ("epochs=1", [1, 2]):  # a bare string was read letter by letter
+        with pytest.raises(Exception, match="list of key=value texts"):
+            client.predict(not_a_list, api_name="/start_run")
     assert len(client.predict(api_name="/list_runs")) == before
+
+
+def test_an_overlong_run_id_is_no_run_not_a_crash(client):
+    with pytest.raises(Exception, match="No run called 'xxxx"):  # was the file system's "name too long"
+        client.predict("x" * 10000, api_name="/run_status")
