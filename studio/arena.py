@@ -329,8 +329,8 @@ class Arena:
         if model_id.startswith("run:"):
             output, base = self.run_output(model_id[4:])
             return self._folder(output, base)
-        if self.allow_paths and expand_user(model_id).is_dir():
-            folder = expand_user(model_id).resolve()
+        if self.allow_paths and (folder := expand_user(model_id)).is_dir():
+            folder = folder.resolve()
             if (folder / "adapter_config.json").exists():
                 return self._folder(folder, adapter_base(folder))
             return self.pool(str(folder)), BASE

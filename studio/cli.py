@@ -114,8 +114,6 @@ def cmd_ui(args, home) -> int:
     for name, default in UI_DEFAULTS.items():
         if not hasattr(args, name):
             setattr(args, name, default)
-    if not 1 <= args.port <= 65535:  # else a socket OverflowError, with its traceback
-        raise UserError("chatcli.bad_port", port=str(args.port))
     policy = LaunchPolicy.for_launch(
         host=args.host, share=args.share, allow_remote_code=args.allow_remote_code,
         model_dirs=args.model_dirs, max_upload=args.max_upload, auth=args.auth,

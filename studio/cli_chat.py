@@ -63,8 +63,8 @@ def source_of(text: str, home):
         return store.get(text)
     except KeyError:
         pass
-    if expand_user(text).is_dir():
-        return expand_user(text).resolve()
+    if (folder := expand_user(text)).is_dir():
+        return folder.resolve()
     if text == "demo":
         return text
     raise UserError("arena.run_missing", run=text[:80])
@@ -132,8 +132,6 @@ def cmd_serve(args, home) -> int:
     from studio.security import check_listen
     from studio.serve import serve
 
-    if not 1 <= args.port <= 65535:
-        raise UserError("chatcli.bad_port", port=str(args.port))
     check_listen(args.host, args.port)  # before the model loads, not a uvicorn error after it
     _check_finished(source_of(args.run, home))
     return serve(args.run.strip(), home, host=args.host, port=args.port, api_key=args.api_key,

@@ -11,6 +11,8 @@ import os
 import re
 from pathlib import Path
 
+from studio.errors import UserError
+
 ASSETS = Path(os.environ.get("STUDIO_ASSETS", Path(__file__).resolve().parent.parent / "assets"))
 DEMO_MODEL = ASSETS / "model"
 DEMO_RECIPE = ASSETS.parent / "recipes" / "demo.yaml"  # what the Train form starts from
@@ -29,8 +31,6 @@ def studio_home(home: str | os.PathLike | None = None) -> Path:
         try:
             path = Path.home() / ".finetune-studio"
         except RuntimeError:  # no $HOME and no passwd entry (a container run as an arbitrary uid)
-            from studio.errors import UserError
-
             raise UserError("security.no_default_home") from None
     path.mkdir(parents=True, exist_ok=True)
     use_home_caches(path)  # every way of opening a home keeps the library caches inside it
@@ -52,8 +52,6 @@ def expand_user(path: str | os.PathLike, strict: bool = False) -> Path:
     except RuntimeError:
         if not strict:
             return Path(path)
-        from studio.errors import UserError
-
         user = str(path).split(os.sep, 1)[0]
         raise UserError("security.no_home_folder", path=str(path), user=user) from None
 

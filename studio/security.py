@@ -50,6 +50,8 @@ def check_listen(host: str, port: int) -> None:
     """UserError unless the studio can listen on host:port: a name that does not resolve, an
     address of another machine and a port already taken each get their own sentence (Gradio
     would say "Cannot find empty port" for all three, after uvicorn's own error line)."""
+    if not 1 <= port <= 65535:  # else a socket OverflowError, with its traceback
+        raise UserError("chatcli.bad_port", port=str(port))
     try:
         family, kind, proto, _, address = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM)[0]
     except (socket.gaierror, UnicodeError):

@@ -230,7 +230,7 @@ def load_source(source: str, home, trust_remote_code: bool = False):
         model_id, label = f"run:{text}", text
     except KeyError:
         model_id = label = text
-        if expand_user(text).is_dir():
-            model_id, label = str(expand_user(text).resolve()), Path(text).name
+        if (folder := expand_user(text)).is_dir():
+            model_id, label = str(folder.resolve()), Path(text).name
     pool, adapter = arena.resolve(model_id)
     return pool, adapter, label

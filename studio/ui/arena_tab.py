@@ -215,8 +215,8 @@ def build(ws, texts: Texts, lang, engine):
                        max_lines=6, elem_id="arena-system")
     controls = chat_tab.settings_controls(texts, "arena")
     with gr.Row():
-        prompt = texts.add(gr.Textbox, label="chatui.arena_prompt_label", placeholder="chatui.arena_placeholder", show_label=False, scale=5,
-                           lines=2, elem_id="arena-prompt")
+        prompt = texts.add(gr.Textbox, label="chatui.arena_prompt_label", placeholder="chatui.arena_placeholder",
+                           show_label=False, scale=5, lines=2, elem_id="arena-prompt")
         with gr.Column(scale=1, min_width=140):
             send = texts.add(gr.Button, value="chatui.arena_send", variant="primary", elem_id="arena-send")
             stop = texts.add(gr.Button, value="chatui.stop_button", size="sm", elem_id="arena-stop")

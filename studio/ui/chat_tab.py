@@ -245,7 +245,8 @@ def build(ws, texts: Texts, lang):
     chatbot = texts.add(gr.Chatbot, label="ui.chat.conversation", height=380, elem_id="chatbot",
                         render_markdown=False, sanitize_html=True)
     with gr.Row():
-        box = texts.add(gr.Textbox, label="chatui.message_label", placeholder=placeholder, show_label=False, scale=5, elem_id="chat-input")
+        box = texts.add(gr.Textbox, label="chatui.message_label", placeholder=placeholder, show_label=False, scale=5,
+                        elem_id="chat-input")
         send = texts.add(gr.Button, value="ui.chat.send", variant="primary", scale=1, elem_id="chat-send")
     with gr.Row():
         stop = texts.add(gr.Button, value="chatui.stop_button", size="sm", elem_id="chat-stop")
