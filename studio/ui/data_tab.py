@@ -6,10 +6,12 @@ Preview (a paged table; one example as the model sees it, trained tokens set apa
 ones) · Quality report (findings, token-length histogram, languages) · Clean, split, augment (one
 recipe, run by studio.prepare) · Save to the library and use it in the Train tab.
 
-One `gr.State` dict per page holds the session ("loaded", "page", "example", "report",
-"prepared", "saved", "notes"); every handler changes it and redraws the tab from it with
-`view()`, so a language switch redraws the same state in the other language. A problem is one
-sentence in `notes[section]`, shown under that section until the user acts there again. The
+One state dict per browser tab ("loaded", "page", "example", "report", "prepared", "saved",
+"notes") lives in a `DataSession` (studio/ui/data_session.py). Every handler is a step: it
+computes a new state from a snapshot, commits it onto the session as it is now (so a slow step
+cannot undo what the user did meanwhile), and redraws only its sections with `view()`; a language
+switch redraws the same state in the other language. A problem is one sentence in
+`notes[section]`, shown under that section until the user acts there again. The
 computing lives in studio/ui/data_prepare.py and the data backends; user text reaches the page
 as text (escaped Markdown, Dataframes with datatype="str", HighlightedText).
 """
@@ -24,6 +26,7 @@ import pandas as pd
 from studio.errors import UserError, explain
 from studio.i18n import Msg, render, t
 from studio.ui import data_prepare as dp
+from studio.ui.data_session import DataSession
 from studio.ui.texts import Texts
 
 # (option value, its words in the table) for the radios and checkboxes
@@ -64,7 +67,7 @@ def _ok(state: dict, section: str, **changes) -> dict:
 
 def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
     texts.add(gr.Markdown, value="dataui.intro", elem_classes="tab-intro")
-    state = gr.State(new_state())
+    state = gr.State(DataSession(new_state()))
     model_box, max_len_box = train_fields["model.path"], train_fields["train.max_length"]
 
     # 1 · Load
@@ -202,56 +205,87 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
     save_md = gr.Markdown(elem_id="data-save-status", elem_classes="data-note")
 
     # --- drawing the state ---------------------------------------------------------------------
-    outputs = [state, choice, summary, detection, fmt_box, *roles, stratify, table, page_label, example_n,
-               example, example_note, quality_md, findings, histogram, prepare_md, steps, side, save_md]
+    # Each section of the tab is drawn by its own part, so a step redraws only what it changed:
+    # the quality report arriving after a load leaves alone the columns the user is picking.
+    parts = {"load": [choice, summary], "format": [detection, fmt_box, *roles, stratify],
+             "preview": [table, page_label], "example": [example_n, example, example_note],
+             "quality": [quality_md, findings, histogram], "prepare": [prepare_md, steps, side],
+             "save": [save_md]}
+    outputs = [c for part in parts.values() for c in part]
+    everything = tuple(parts)
 
-    def view(s: dict, model: str, max_length, lang_code: str) -> list:
+    def view(session, s: dict, model: str, max_length, lang_code: str, drawn=everything) -> dict:
+        """The parts `drawn` of the tab, for state `s`, as {component: value}."""
         loaded: dp.Loaded | None = s["loaded"]
-        out = [s, gr.update(choices=dp.source_choices(ctx, lang_code))]
+        out = {}
+        if "load" in drawn:
+            source = {"value": loaded.source} if loaded is not None else {}
+            out[choice] = gr.update(choices=dp.source_choices(ctx, lang_code), **source)
+            out[summary] = (_note(s, "load", lang_code) or
+                            (dp.summary_text(loaded, lang_code) if loaded else t("dataui.pick", lang_code)))
+        if "format" in drawn:
+            out.update(format_view(s, lang_code))
+        if "preview" in drawn:
+            if loaded is None:
+                out.update({table: pd.DataFrame(), page_label: ""})
+            else:
+                frame, page, pages = dp.page_frame(loaded, s["page"])
+                out.update({table: frame, page_label: t("dataui.preview.page", lang_code, page=page + 1,
+                                                        pages=pages)})
+        if "example" in drawn:
+            segments, note = example_outputs(s, model, max_length, lang_code)
+            out.update({example_n: s["example"] if loaded else 1, example: segments, example_note: note})
+        if "quality" in drawn:
+            out.update(quality_view(session, s, model, max_length, lang_code))
+        if "prepare" in drawn:
+            prepared = s["prepared"]
+            out.update({prepare_md: _note(s, "prepare", lang_code) or (
+                dp.prepared_text(prepared, lang_code) if prepared is not None else ""),
+                steps: dp.steps_frame(prepared, lang_code), side: dp.side_by_side(prepared, lang_code)})
+        if "save" in drawn:
+            out[save_md] = save_text(s, lang_code)
+        return out
+
+    def format_view(s: dict, lang_code: str) -> dict:
+        loaded = s["loaded"]
         if loaded is None:
-            out += [_note(s, "load", lang_code) or t("dataui.pick", lang_code), _note(s, "format", lang_code),
-                    gr.update(value="auto")] + [gr.update(visible=False)] * dp.MAX_ROLES + [
-                gr.update(choices=[("–", "")], value=""), pd.DataFrame(), "", 1, [], "", "",
-                dp.findings_frame(None, lang_code), None, _note(s, "prepare", lang_code),
-                dp.steps_frame(None, lang_code), dp.side_by_side(None, lang_code), _note(s, "save", lang_code)]
-            return out
-        out += [_note(s, "load", lang_code) or dp.summary_text(loaded, lang_code),
-                "\n\n".join(x for x in (dp.detection_text(loaded, lang_code), _note(s, "format", lang_code)) if x),
-                gr.update(value=loaded.format)]
+            return {detection: _note(s, "format", lang_code), fmt_box: gr.update(value="auto"),
+                    **{box: gr.update(visible=False) for box in roles},
+                    stratify: gr.update(choices=[("–", "")], value="")}
+        out = {detection: "\n\n".join(x for x in (dp.detection_text(loaded, lang_code), _note(s, "format", lang_code))
+                                      if x),
+               fmt_box: gr.update(value=loaded.format)}
         none = t("dataui.format.none", lang_code)
         names = dp.roles_of(loaded)
         col_choices = [(none, "")] + [(c, c) for c in loaded.columns]
-        out += [gr.update(visible=True, label=t("dataui.format.role", lang_code, role=role), choices=col_choices,
-                          value=loaded.mapping.get(role) or loaded.user_mapping.get(role, ""))
-                for role in names]
-        out += [gr.update(visible=False)] * (dp.MAX_ROLES - len(names))
-        out.append(gr.update(choices=[("–", "")] + [(c, c) for c in loaded.columns if not c.startswith("_")
-                                                    or c == "_group"]))
-        frame, page, pages = dp.page_frame(loaded, s["page"])
-        out += [frame, t("dataui.preview.page", lang_code, page=page + 1, pages=pages), s["example"]]
-        out += example_outputs(s, model, max_length, lang_code)
-        report = s["report"]
-        if report:
-            # The plot is sent only when its numbers changed: Gradio draws a plot asynchronously and
-            # throws (offsetWidth of null) when its tab was left meanwhile (e.g. Save, then "Use in
-            # training"), so redraws of an unchanged histogram are skipped. Its axis titles keep the
-            # language they were drawn in until the next check.
-            key = repr(report.get("histogram"))
-            plot = gr.skip() if s.get("plot_key") == key else histogram_update(report, lang_code)
-            s["plot_key"] = key
-            out += [_note(s, "quality", lang_code) or dp.quality_text(report, model, _int(max_length), lang_code),
-                    dp.findings_frame(report, lang_code), plot]
-        else:
-            s["plot_key"] = None
-            out += [_note(s, "quality", lang_code), dp.findings_frame(None, lang_code), None]
-        prepared = s["prepared"]
-        if prepared is not None:
-            out += [_note(s, "prepare", lang_code) or dp.prepared_text(prepared, lang_code),
-                    dp.steps_frame(prepared, lang_code), dp.side_by_side(prepared, lang_code)]
-        else:
-            out += [_note(s, "prepare", lang_code), dp.steps_frame(None, lang_code), dp.side_by_side(None, lang_code)]
-        out.append(save_text(s, lang_code))
+        for i, box in enumerate(roles):
+            if i < len(names):
+                role = names[i]
+                out[box] = gr.update(visible=True, label=t("dataui.format.role", lang_code, role=role),
+                                     choices=col_choices,
+                                     value=loaded.mapping.get(role) or loaded.user_mapping.get(role, ""))
+            else:
+                out[box] = gr.update(visible=False)
+        out[stratify] = gr.update(choices=[("–", "")] + [(c, c) for c in loaded.columns
+                                                         if not c.startswith("_") or c == "_group"])
         return out
+
+    def quality_view(session, s: dict, model: str, max_length, lang_code: str) -> dict:
+        report = s["report"] if s["loaded"] is not None else None
+        if not report:
+            session.plot_key = None
+            return {quality_md: _note(s, "quality", lang_code), findings: dp.findings_frame(None, lang_code),
+                    histogram: None}
+        # The plot is sent only when its numbers changed: Gradio draws a plot asynchronously and
+        # throws (offsetWidth of null) when its tab was left meanwhile (e.g. Save, then "Use in
+        # training"), so redraws of an unchanged histogram are skipped. Its axis titles keep the
+        # language they were drawn in until the next check.
+        key = repr(report.get("histogram"))
+        plot = gr.skip() if session.plot_key == key else histogram_update(report, lang_code)
+        session.plot_key = key
+        return {quality_md: _note(s, "quality", lang_code) or dp.quality_text(report, model, _int(max_length),
+                                                                              lang_code),
+                findings: dp.findings_frame(report, lang_code), histogram: plot}
 
     def save_text(s: dict, lang_code: str) -> str:
         """The line under Save: the problem, else what was saved or is being used."""
@@ -261,7 +295,7 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
         return note
 
     def example_outputs(s: dict, model: str, max_length, lang_code: str) -> list:
-        if s["loaded"].detection is None:
+        if s["loaded"] is None or s["loaded"].detection is None:
             return [[], ""]
         try:
             tok = dp.tokenizer_for(ctx, model)
@@ -276,16 +310,29 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
             return None
         return gr.update(value=frame, sort=list(frame["tokens"]))
 
-    # --- handlers --------------------------------------------------------------------------------
+    # --- steps: each computes a new state from a snapshot; `step` commits and draws it ------------
     common = [model_box, max_len_box, lang]
 
-    def load(s, source, config, split, model, max_length, lang_code):
+    def run_step(compute, session, values, drawn):
+        """compute(state, *widgets, model, max_length) -> new state, committed onto the session;
+        returns the state now and the drawn parts, or (None, skip) for a result that came too late
+        (the dataset was replaced meanwhile): then nothing on the page changes."""
+        *widgets, model, max_length, lang_code = values
+        snap = session.begin()
+        s = session.commit(snap, compute(snap.state, *widgets, model, max_length))
+        return s, (gr.skip() if s is None else view(session, s, model, max_length, lang_code, drawn))
+
+    def step(compute, drawn=everything):
+        """A handler of (session, *widgets, model, max_length, lang) for `compute`."""
+        return lambda session, *values: run_step(compute, session, values, drawn)[1]
+
+    def load(s, source, config, split, model=None, max_length=None):
         """Read and detect a source (the quality report follows in its own step)."""
         try:
             loaded = dp.load_source(ctx, source, config, split)
         except Exception as exc:
-            return view(_fail(new_state(), "load", exc), model, max_length, lang_code)
-        return view(detected({**new_state(), "loaded": loaded}, "auto", {}), model, max_length, lang_code)
+            return _fail(new_state(), "load", exc)
+        return detected({**new_state(), "loaded": loaded}, "auto", {})
 
     def detected(s, fmt, mapping, system_text=None) -> dict:
         """The state with the dataset read as `fmt` with `mapping`; a misfit keeps the rows on
@@ -312,24 +359,25 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
             return _fail({**s, "report": None}, "quality", exc)
         return _ok(s, "quality", report=report)
 
-    def on_upload(s, file, model, max_length, lang_code):
-        if not file:
-            return [gr.skip()] * len(outputs)
+    def read_upload(s, file, model, max_length):
         try:
             path = ctx.save_upload(file)
         except Exception as exc:
-            return view(_fail(new_state(), "load", exc), model, max_length, lang_code)
-        out = load(s, path, "", "", model, max_length, lang_code)
-        out[1] = gr.update(choices=dp.source_choices(ctx, lang_code), value=path)
-        return out
+            return _fail(new_state(), "load", exc)
+        return load(s, path, "", "")
 
-    def on_format(s, fmt, model, max_length, lang_code):
-        return redetect(s, fmt, {}, model, max_length, lang_code)
+    def on_upload(session, file, *common_values):
+        return run_step(read_upload, session, (file, *common_values), everything)[1] if file else gr.skip()
 
-    def on_apply(s, fmt, system_text, *rest):
-        role_values, (model, max_length, lang_code) = rest[:dp.MAX_ROLES], rest[dp.MAX_ROLES:]
+    def redetect(s, fmt, mapping, model, max_length, system_text=None):
         if s["loaded"] is None:
-            return view(s, model, max_length, lang_code)
+            return s
+        return quality(detected(s, fmt, mapping, system_text), model, max_length)
+
+    def apply_mapping(s, fmt, system_text, *rest):
+        role_values, (model, max_length) = rest[:dp.MAX_ROLES], rest[dp.MAX_ROLES:]
+        if s["loaded"] is None:
+            return s
         loaded = s["loaded"]
         names = dp.roles_of(loaded)
         # Only the columns the user changed count as their mapping; the rest stays detected.
@@ -337,33 +385,21 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
                    if value and (loaded.detection is None or value != loaded.mapping.get(role))}
         mapping.update({role: col for role, col in loaded.user_mapping.items()
                         if role in names and role_values[names.index(role)] == col})
-        return redetect(s, fmt, mapping, model, max_length, lang_code, system_text)
+        return redetect(s, fmt, mapping, model, max_length, system_text)
 
-    def redetect(s, fmt, mapping, model, max_length, lang_code, system_text=None):
-        if s["loaded"] is None:
-            return view(s, model, max_length, lang_code)
-        s = quality(detected(s, fmt, mapping, system_text), model, max_length)
-        return view(s, model, max_length, lang_code)
-
-    def on_page(step):
-        def turn(s, model, max_length, lang_code):
+    def turn_page(by):
+        def turn(s, model, max_length):
             if s["loaded"] is None:
-                return view(s, model, max_length, lang_code)
+                return s
             pages = max(1, -(-s["loaded"].rows // dp.PAGE_SIZE))
-            return view({**s, "page": min(max(0, s["page"] + step), pages - 1)}, model, max_length, lang_code)
+            return {**s, "page": min(max(0, s["page"] + by), pages - 1)}
         return turn
 
-    def on_example(s, index, model, max_length, lang_code):
-        return view(_ok({**s, "example": _int(index, 1)}, "example"), model, max_length, lang_code)
-
-    def on_quality(s, model, max_length, lang_code):
-        return view(quality(s, model, max_length), model, max_length, lang_code)
-
-    def on_prepare(s, *values):
+    def prepare(s, *values):
         (trim_v, empty_v, dedupe_v, thr_v, conf_v, min_v, max_v, ph_v, tr_v, va_v, te_v, seed_v, strat_v,
-         meth_v, mult_v, aseed_v, part_v, subs_v, model, max_length, lang_code) = values
+         meth_v, mult_v, aseed_v, part_v, subs_v, model, max_length) = values
         if s["loaded"] is None:
-            return view(_fail(s, "prepare", UserError("dataui.prepare.first")), model, max_length, lang_code)
+            return _fail(s, "prepare", UserError("dataui.prepare.first"))
         try:
             recipe = dp.make_recipe(
                 s["loaded"], dp.clean_options(trim_v, empty_v, dedupe_v, thr_v, conf_v, min_v, max_v, ph_v),
@@ -371,10 +407,10 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
                 dp.augment_options(meth_v, mult_v, aseed_v, part_v, subs_v))
             prepared = dp.run_prepare(ctx, recipe, dp.tokenizer_for(ctx, model), _int(max_length))
         except Exception as exc:
-            return view(_fail({**s, "prepared": None}, "prepare", exc), model, max_length, lang_code)
-        return view(_ok({**s, "prepared": prepared, "saved": ""}, "prepare"), model, max_length, lang_code)
+            return _fail({**s, "prepared": None}, "prepare", exc)
+        return _ok({**s, "prepared": prepared, "saved": ""}, "prepare")
 
-    def on_save(s, name, model, max_length, lang_code):
+    def save(s, name, model, max_length):
         from studio.library import Library
 
         try:
@@ -384,25 +420,34 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
                 raise UserError("dataui.save.no_name")
             entry = Library(ctx.home).save(s["prepared"], name)
         except Exception as exc:
-            out = view(_fail(s, "save", exc), model, max_length, lang_code)
-            return out + [gr.skip()]
+            return _fail(s, "save", exc)
         rows = sum(entry["rows"].values())
         saved = {"ref": entry["ref"], "message": Msg("dataui.save.saved", id=entry["ref"], rows=rows).to_dict()}
-        out = view(_ok({**s, "saved": saved}, "save"), model, max_length, lang_code)
-        return out + [gr.update(choices=_train_choices())]
+        return _ok({**s, "saved": saved}, "save")
 
-    def on_use(s, model, max_length, lang_code):
+    def on_save(session, *values):
+        s, out = run_step(save, session, values, ("save",))
+        if s is not None and "save" not in s["notes"]:  # saved: the Train tab's list gains it
+            out[train_fields["data.path"]] = gr.update(choices=_train_choices())
+        return out
+
+    def use(s, model, max_length):
         loaded = s["loaded"]
         ref = (s["saved"] or {}).get("ref") or (loaded.source if loaded is not None else "")
-        # Only the state and the save note are redrawn: redrawing the whole tab (its plot) while the
-        # page switches to the Train tab makes Gradio measure a component that is gone (a JS error).
         if not ref:
-            s = _fail(s, "save", UserError("dataui.save.nothing"))
-            return [s, save_text(s, lang_code), gr.skip(), gr.skip()]
-        saved = {"ref": (s["saved"] or {}).get("ref", ""), "message": Msg("dataui.save.using", id=ref).to_dict()}
-        s = _ok({**s, "saved": saved}, "save")
-        return [s, save_text(s, lang_code), gr.update(choices=_train_choices(), value=ref),
-                gr.Tabs(selected="train")]
+            return _fail(s, "save", UserError("dataui.save.nothing"))
+        saved = {"ref": (s["saved"] or {}).get("ref", ""), "using": ref,
+                 "message": Msg("dataui.save.using", id=ref).to_dict()}
+        return _ok({**s, "saved": saved}, "save")
+
+    def on_use(session, *values):
+        # Only the save note is redrawn: redrawing the whole tab (its plot) while the page
+        # switches to the Train tab makes Gradio measure a component that is gone (a JS error).
+        s, out = run_step(use, session, values, ("save",))
+        if s is not None and "save" not in s["notes"]:
+            out[train_fields["data.path"]] = gr.update(choices=_train_choices(), value=s["saved"]["using"])
+            out[tabs] = gr.Tabs(selected="train")
+        return out
 
     def _train_choices():
         from studio.ui.train_tab import dataset_choices
@@ -411,38 +456,45 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
 
     private = {"api_visibility": "private"}
     source_inputs = [state, choice, hub_config, hub_split] + common
+    on_quality = step(quality, ("quality",))
     # The rows and the example show first; the quality report (the whole file) follows.
-    for event, fn, inputs in ((choice.input, load, source_inputs), (load_btn.click, load, source_inputs),
+    for event, fn, inputs in ((choice.input, step(load), source_inputs), (load_btn.click, step(load), source_inputs),
                               (upload.upload, on_upload, [state, upload] + common)):
         event(fn, inputs, outputs, show_progress_on=[summary], **private).then(
             on_quality, [state] + common, outputs, show_progress_on=[findings], **private)
-    fmt_box.input(on_format, [state, fmt_box] + common, outputs, show_progress_on=[detection], **private)
-    apply_btn.click(on_apply, [state, fmt_box, system, *roles] + common, outputs, show_progress_on=[detection],
-                    **private)
-    prev_btn.click(on_page(-1), [state] + common, outputs, show_progress="hidden", **private)
-    next_btn.click(on_page(1), [state] + common, outputs, show_progress="hidden", **private)
-    gr.on([example_n.input, example_n.submit], on_example, [state, example_n] + common, outputs,
-          show_progress_on=[example], trigger_mode="always_last", **private)
+    fmt_box.input(step(lambda s, fmt, model, max_length: redetect(s, fmt, {}, model, max_length)),
+                  [state, fmt_box] + common, outputs, show_progress_on=[detection], **private)
+    apply_btn.click(step(apply_mapping), [state, fmt_box, system, *roles] + common, outputs,
+                    show_progress_on=[detection], **private)
+    prev_btn.click(step(turn_page(-1), ("preview",)), [state] + common, outputs, show_progress="hidden", **private)
+    next_btn.click(step(turn_page(1), ("preview",)), [state] + common, outputs, show_progress="hidden", **private)
+    gr.on([example_n.input, example_n.submit],
+          step(lambda s, index, model, max_length: _ok({**s, "example": _int(index, 1)}, "example"), ("example",)),
+          [state, example_n] + common, outputs, show_progress_on=[example], trigger_mode="always_last", **private)
     quality_btn.click(on_quality, [state] + common, outputs, show_progress_on=[findings], **private)
     prepare_inputs = [trim, drop_empty, dedupe, threshold, conflicts, min_tokens, max_tokens, placeholders,
                       train_share, val_share, test_share, split_seed, stratify, methods, multiplier, aug_seed, part,
                       substitutions]
-    prepare_btn.click(on_prepare, [state] + prepare_inputs + common, outputs, show_progress_on=[prepare_md],
-                      **private)
+    prepare_btn.click(step(prepare, ("prepare", "save")), [state] + prepare_inputs + common, outputs,
+                      show_progress_on=[prepare_md], **private)
     save_btn.click(on_save, [state, save_name] + common, outputs + [train_fields["data.path"]],
                    show_progress_on=[save_md], **private)
-    use_btn.click(on_use, [state] + common, [state, save_md, train_fields["data.path"], tabs],
+    use_btn.click(on_use, [state] + common, [save_md, train_fields["data.path"], tabs],
                   show_progress="hidden", **private)
-    # The example follows the Train tab's model and max length; every drawn sentence the language.
-    def redraw(s, model, max_length, lang_code):
-        return view(s, model, max_length, lang_code)
 
-    gr.on([model_box.change, max_len_box.blur, max_len_box.submit], redraw, [state] + common, outputs,
+    # The example follows the Train tab's model and max length; every drawn sentence the language.
+    def redraw(session, model, max_length, lang_code):
+        return view(session, session.state, model, max_length, lang_code)
+
+    def redraw_for_model(session, model, max_length, lang_code):
+        return view(session, session.state, model, max_length, lang_code, ("example", "quality"))
+
+    gr.on([model_box.change, max_len_box.blur, max_len_box.submit], redraw_for_model, [state] + common, outputs,
           show_progress="hidden", trigger_mode="always_last", **private)
     texts.on_language(redraw, [state] + common, outputs, slow=True)
 
-    def on_load(s, source, model, max_length, lang_code):
-        return load(s, source, "", "", model, max_length, lang_code)
+    def on_load(session, source, model, max_length, lang_code):
+        return run_step(load, session, (source, "", "", model, max_length, lang_code), everything)[1]
 
     return {"load": (on_load, [state, choice] + common, outputs)}
 

@@ -259,3 +259,75 @@ def test_the_tab_in_chinese(server, page):
     wait_text(page, "#data-quality", "语言", timeout=120000)
     page.screenshot(path="/tmp/data_tab_zh.png", full_page=True)
     page.locator("#language label", has_text="English").click()
+
+
+@pytest.fixture
+def held_studio(tmp_path, monkeypatch):
+    """A studio served from this process whose opening demo load and quality report wait until the
+    test lets them go: what a busy server does to a user who acts before a step has finished."""
+    import threading
+
+    import studio.quality
+    from studio.ui import app, data_session
+    from helpers import free_port, wait_for
+
+    gates = {"demo-en": threading.Event(), "report": threading.Event()}
+    real_load, real_report = dp.load_source, studio.quality.quality_report
+
+    def held_load(ws, source, *args):
+        if source == "demo-en":
+            gates["demo-en"].wait(120)
+        return real_load(ws, source, *args)
+
+    def held_report(*args, **kwargs):
+        gates["report"].wait(120)
+        return real_report(*args, **kwargs)
+
+    dropped = []
+    real_commit = data_session.DataSession.commit
+
+    def commit(self, snap, new):
+        now = real_commit(self, snap, new)
+        if now is None:
+            dropped.append(new["loaded"].source if new["loaded"] else None)
+        return now
+
+    monkeypatch.setattr(dp, "load_source", held_load)
+    monkeypatch.setattr(studio.quality, "quality_report", held_report)
+    monkeypatch.setattr(data_session.DataSession, "commit", commit)
+    built = {}
+    real_build = app.build_app
+    monkeypatch.setattr(app, "build_app", lambda ws: built.setdefault("demo", real_build(ws)))
+    port = free_port()
+    app.launch(tmp_path / "home", port=port, prevent_thread_lock=True)
+    try:
+        yield f"http://127.0.0.1:{port}/", gates, dropped, wait_for
+    finally:
+        for gate in gates.values():
+            gate.set()
+        built["demo"].close()
+
+
+@pytest.mark.browser
+def test_a_slow_step_does_not_undo_what_the_user_did_meanwhile(held_studio, page, tmp_path):
+    url, gates, dropped, wait_for = held_studio
+    data = tmp_path / "quiz_en.jsonl"
+    total = write_dataset(data)  # 44 rows: three pages
+    page.goto(url)
+    page.wait_for_selector("#start-btn")
+    page.click("#tab-data-button")
+    page.wait_for_selector("#tab-data", state="visible")
+    page.set_input_files("#data-upload input[type=file]", str(data))  # the demo set is still loading
+    wait_text(page, "#data-summary", f"{total} rows")
+    page.click("#data-next")  # while the quality report is computed
+    wait_text(page, "#data-page", "Page 2 of 3")
+    pick(page, "#data-role-1", "output")  # a column picked, not applied yet
+    gates["demo-en"].set()  # the load sent when the page opened ends last: dropped, not shown
+    wait_for(lambda: dropped == ["demo-en"], timeout=120)
+    gates["report"].set()
+    wait_text(page, "#data-findings", "repeat an earlier row", timeout=120000)
+    assert f"{total} rows" in text(page, "#data-summary") and "quiz_en" in page.input_value("#data-choice input")
+    assert text(page, "#data-page") == "Page 2 of 3"
+    assert page.input_value("#data-role-1 input") == "output"
+    page.click("#data-next")  # the page turned to is the one the state holds
+    wait_text(page, "#data-page", "Page 3 of 3")
