@@ -310,6 +310,12 @@ def save_recipe(cfg: StudioConfig, path: str | Path, header: str = "") -> None:
     Path(path).write_text(header + text, encoding="utf-8")
 
 
+def _echo(value: int | float) -> int | float | str:
+    """A number as a refusal repeats it: `max_steps=1e99` is read as a 100-digit integer, which
+    is shown as 1e+99 rather than in full."""
+    return f"{value:.3g}" if isinstance(value, int) and abs(value) >= 10**15 else value
+
+
 def validate(cfg: StudioConfig) -> dict[str, Msg]:
     """Check bounds, choices and cross-field rules. Returns {'section.field': Msg}, all at once."""
     problems: dict[str, Msg] = {}
@@ -322,9 +328,9 @@ def validate(cfg: StudioConfig) -> dict[str, Msg]:
             problems[key] = Msg("config.one_of", label=label, options=options, value=value)
         elif isinstance(value, (int, float)) and not isinstance(value, bool):
             if meta.get("min") is not None and value < meta["min"]:
-                problems[key] = Msg("config.at_least", label=label, min=meta["min"], value=value)
+                problems[key] = Msg("config.at_least", label=label, min=meta["min"], value=_echo(value))
             elif meta.get("max") is not None and value > meta["max"]:
-                problems[key] = Msg("config.at_most", label=label, max=meta["max"], value=value)
+                problems[key] = Msg("config.at_most", label=label, max=meta["max"], value=_echo(value))
     if cfg.train.learning_rate <= 0 and "train.learning_rate" not in problems:
         problems["train.learning_rate"] = Msg("config.above_zero", label=field_label("train.learning_rate"),
                                               value=cfg.train.learning_rate)

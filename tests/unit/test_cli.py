@@ -28,7 +28,7 @@ def test_runs_json_on_an_empty_home(home, capsys):
     (["recipes/missing.yaml"], "Recipe not found"),
     # beyond what the libraries take: refused here, not as a failed run (numpy seeds are 32-bit)
     (["seed=4294967296"], "Seed must be at most 4294967295"),
-    (["max_steps=1e99"], "Max steps must be at most 100000000"),
+    (["max_steps=1e99"], "Max steps must be at most 100000000; got 1e+99."),  # not 100 digits
     (["grad_accum=5000"], "Gradient accumulation must be at most 4096"),
 ])
 def test_bad_train_input_is_one_line(home, capsys, args, fragment):
