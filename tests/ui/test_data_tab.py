@@ -321,13 +321,14 @@ def test_a_slow_step_does_not_undo_what_the_user_did_meanwhile(held_studio, page
     wait_text(page, "#data-summary", f"{total} rows")
     page.click("#data-next")  # while the quality report is computed
     wait_text(page, "#data-page", "Page 2 of 3")
-    pick(page, "#data-role-1", "output")  # a column picked, not applied yet
+    assert page.input_value("#data-role-1 input") == "output"
+    pick(page, "#data-role-1", "input")  # another column for "output", not applied yet
     gates["demo-en"].set()  # the load sent when the page opened ends last: dropped, not shown
     wait_for(lambda: dropped == ["demo-en"], timeout=120)
     gates["report"].set()
     wait_text(page, "#data-findings", "repeat an earlier row", timeout=120000)
     assert f"{total} rows" in text(page, "#data-summary") and "quiz_en" in page.input_value("#data-choice input")
     assert text(page, "#data-page") == "Page 2 of 3"
-    assert page.input_value("#data-role-1 input") == "output"
+    assert page.input_value("#data-role-1 input") == "input"
     page.click("#data-next")  # the page turned to is the one the state holds
     wait_text(page, "#data-page", "Page 3 of 3")
