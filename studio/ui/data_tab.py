@@ -456,9 +456,10 @@ def build(ctx, train_fields: dict, texts: Texts, lang, tabs: gr.Tabs):
 
     private = {"api_visibility": "private"}
     source_inputs = [state, choice, hub_config, hub_split] + common
-    on_quality = step(quality, ("quality",))
+    on_load_source, on_quality = step(load), step(quality, ("quality",))
     # The rows and the example show first; the quality report (the whole file) follows.
-    for event, fn, inputs in ((choice.input, step(load), source_inputs), (load_btn.click, step(load), source_inputs),
+    for event, fn, inputs in ((choice.input, on_load_source, source_inputs),
+                              (load_btn.click, on_load_source, source_inputs),
                               (upload.upload, on_upload, [state, upload] + common)):
         event(fn, inputs, outputs, show_progress_on=[summary], **private).then(
             on_quality, [state] + common, outputs, show_progress_on=[findings], **private)
