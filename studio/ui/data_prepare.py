@@ -255,7 +255,8 @@ def findings_frame(report: dict | None, lang: str | None) -> pd.DataFrame:
 
 def quality_text(report: dict, model: str, max_length: int, lang: str | None) -> str:
     found = [f for f in report.get("findings", []) if f.get("count")]
-    lines = [t("dataui.quality.summary", lang, rows=report.get("rows", 0), kinds=len(found)) if found
+    summary = "dataui.quality.summary_one" if len(found) == 1 else "dataui.quality.summary"
+    lines = [t(summary, lang, rows=report.get("rows", 0), kinds=len(found)) if found
              else t("dataui.quality.none", lang, rows=report.get("rows", 0))]
     if report.get("histogram"):
         lines.append(t("dataui.quality.max_length", lang, max_length=max_length, model=esc(model)))

@@ -49,6 +49,13 @@ def ws(tmp_path):
     return Workspace(tmp_path / "home")
 
 
+def test_the_report_line_counts_kinds_of_problem_in_words_that_agree():
+    one, two = ({"rows": 45, "findings": [{"count": 3}] * n} for n in (1, 2))
+    assert dp.quality_text(one, "demo", 128, "en").startswith("45 rows checked, 1 kind of problem found.")
+    assert dp.quality_text(two, "demo", 128, "en").startswith("45 rows checked, 2 kinds of problem found.")
+    assert dp.quality_text(one, "demo", 128, "zh").startswith("检查了 45 行，发现 1 类问题。")
+
+
 def test_a_demo_set_loads_pages_and_renders_an_example(ws):
     loaded = dp.redetect(dp.load_source(ws, "demo-en"))
     assert loaded.detection.format == "alpaca" and loaded.rows > 20
