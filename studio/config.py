@@ -225,7 +225,7 @@ def parse_value(key: str, value: Any) -> Any:
             return int(float(value)) if isinstance(value, str) and "e" in value.lower() else int(value)
         if kind is float:
             number = float(value)
-            if math.isnan(number):
+            if not math.isfinite(number):  # nan, inf: no setting means anything with them
                 raise ValueError
             return number
         return "" if value is None else str(value)

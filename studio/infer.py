@@ -26,6 +26,7 @@ from pathlib import Path
 
 import torch
 
+from studio.generation import MAX_SEED
 from studio.models import load_tokenizer
 from studio.paths import resolve_model_path
 from studio.startup import wait_for_warm_up
@@ -217,7 +218,9 @@ class ChatSettings:
         self.stop = tuple(s for s in stop if isinstance(s, str) and s)[:8]
         checks = {"max_new_tokens": 1 <= self.max_new_tokens <= MAX_NEW_TOKENS,
                   "temperature": 0 <= self.temperature <= 5, "top_p": 0 < self.top_p <= 1,
-                  "top_k": 0 <= self.top_k <= 10000, "repetition_penalty": 0 < self.repetition_penalty <= 10}
+                  "top_k": 0 <= self.top_k <= 10000, "repetition_penalty": 0 < self.repetition_penalty <= 10,
+                  # torch.manual_seed takes 64 bits and fails mid-answer on more; one range studio-wide
+                  "seed": self.seed is None or 0 <= self.seed <= MAX_SEED}
         for name, ok in checks.items():
             if not ok:
                 raise UserError("arena.bad_setting", key=f"chat.{name}", name=name, value=str(getattr(self, name)))

@@ -117,6 +117,7 @@ def test_concurrent_requests_take_turns(server):
     ({"messages": [{"role": "user", "content": "hi"}], "temperature": "hot"}, 400),
     ({"messages": [{"role": "user", "content": "hi"}], "max_tokens": 0}, 400),
     ({"messages": [{"role": "user", "content": "hi"}], "n": 3}, 400),
+    ({"messages": [{"role": "user", "content": "hi"}], "temperature": 0.7, "seed": 10**30}, 400),
     ({"messages": [{"role": "user", "content": "hi"}], "model": "gpt-4"}, 404),
 ])
 def test_bad_requests_get_openai_style_errors(server, body, status):

@@ -132,8 +132,9 @@ def test_chat_settings_are_checked():
     sampled = ChatSettings(temperature=0.7, top_p=0.9, top_k=20, stop="###").generate_kwargs()
     assert sampled["do_sample"] and sampled["top_k"] == 20
     assert ChatSettings(stop="###").stop == ("###",)
+    assert ChatSettings(seed="7").seed == 7 and ChatSettings(seed=2**32 - 1).seed == 2**32 - 1
     for bad in (dict(max_new_tokens=0), dict(temperature=-1), dict(top_p=0), dict(top_k=-1),
-                dict(repetition_penalty=0), dict(max_new_tokens="many")):
+                dict(repetition_penalty=0), dict(max_new_tokens="many"), dict(seed=-1), dict(seed=2**64 + 1)):
         with pytest.raises(UserError):
             ChatSettings(**bad)
 

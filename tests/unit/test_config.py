@@ -54,6 +54,8 @@ def test_zero_learning_rate_is_refused():
 @pytest.mark.parametrize("item, fragment", [
     ("batch_size=abc", "Batch size needs a whole number"),
     ("epochs=lots", "Epochs needs a number"),
+    ("max_grad_norm=inf", "Max gradient norm needs a number, not 'inf'"),
+    ("learning_rate=nan", "needs a number, not 'nan'"),
     ("learnin_rate=1", "Did you mean 'learning_rate'"),
     ("novalue", "Expected key=value"),
 ])
