@@ -78,8 +78,9 @@ def training_arguments(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_
         raise UserError("resume.early_stopping_needs_val", key="train.early_stopping_patience")
     # Checkpoints: every `save_every` steps, or by default ("auto", 0) at every evaluation
     # (about EVALS_PER_RUN a run, or as often on runs without validation data), so a crash or a
-    # stop loses little and `studio train --resume` has somewhere to continue from; disk use
-    # stays bounded by save_total_limit. Early stopping needs a checkpoint at every evaluation
+    # stop loses little and `studio train --resume` has somewhere to continue from (at most one
+    # a minute when the studio chose the cadence: PacedCheckpoints); disk use stays bounded by
+    # save_total_limit. Early stopping needs a checkpoint at every evaluation
     # (transformers: save steps a multiple of eval steps), so it saves exactly then.
     save_steps = eval_steps if early or not t.save_every else t.save_every
     best = dict(load_best_model_at_end=True, metric_for_best_model="eval_loss", greater_is_better=False) if early else {}
@@ -129,7 +130,10 @@ def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_ev
 
 def trainer_callbacks(cfg: StudioConfig, recorder: RunRecorder) -> list:
     """The callbacks of every trainer: the run recorder first, then early stopping when it is on."""
-    callbacks = [recorder, SaveOnStop(recorder.stop_event)]
+    t = cfg.train
+    paced = not (t.save_every or t.eval_every or t.early_stopping_patience)  # the studio chose the cadence
+    # SaveOnStop after the pacing: a Stop always saves.
+    callbacks = [recorder, *([PacedCheckpoints()] if paced else []), SaveOnStop(recorder.stop_event)]
     if cfg.train.early_stopping_patience > 0:
         from transformers import EarlyStoppingCallback
 
@@ -147,6 +151,33 @@ class SaveOnStop(TrainerCallback):
     def on_step_end(self, args, state, control, **kwargs):
         if self.stop_event.is_set():
             control.should_save = True
+
+
+class PacedCheckpoints(TrainerCallback):
+    """At most one automatic checkpoint a minute, and always the last step's.
+
+    By default the studio saves at every evaluation (about EVALS_PER_RUN a run) so that a crash
+    loses little. On a short run that is a checkpoint every few seconds, each one writing the
+    adapter, the optimizer state and the trainer state: 7% of a 9-second 7M-model run (8 saves,
+    0.64 s measured with py-spy), time spent on nothing the user asked for. Checkpoints the user
+    asked for (Save every, Evaluate every, early stopping) and the one a Stop writes are kept;
+    this only drops an automatic one that comes less than MIN_GAP_S after the last."""
+
+    MIN_GAP_S = 60.0
+
+    def __init__(self):
+        self.last = time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.last = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if (control.should_save and not control.should_training_stop and state.global_step < state.max_steps
+                and time.monotonic() - self.last < self.MIN_GAP_S):
+            control.should_save = False
+
+    def on_save(self, args, state, control, **kwargs):
+        self.last = time.monotonic()
 
 
 def stopped_early(trainer, output: str = "") -> Msg | None:

@@ -89,3 +89,48 @@ def test_evaluation_is_bounded_in_rows_and_in_count():
     assert eval_interval(StudioConfig(), 12, eval_rows=60) == 8
     assert eval_interval(StudioConfig(), 3, eval_rows=200) == 3  # the end is still evaluated
     assert eval_interval(StudioConfig(), 10000, eval_rows=16) == 1000
+
+
+
+def test_automatic_checkpoints_are_paced_and_asked_ones_kept(tmp_path):
+    """The studio's own cadence saves at most once a minute plus the last step; a Stop, and a
+    cadence the user set, always save. Run through transformers' own callback handler, after its
+    DefaultFlowCallback, as the trainer runs them."""
+    from transformers import DefaultFlowCallback
+    from transformers.trainer_callback import CallbackHandler
+
+    from studio.config import apply_overrides
+    from studio.train import PacedCheckpoints, trainer_callbacks
+
+    run, stop, rec, state, control, _ = _setup(tmp_path)
+    args = TrainingArguments(output_dir=str(tmp_path / "out"), report_to="none", save_strategy="steps",
+                             save_steps=2)
+    state.save_steps, state.max_steps = 2, 10
+
+    def saves(callbacks, steps, minutes_since_last_save=0.0):
+        handler = CallbackHandler([DefaultFlowCallback, *callbacks], None, None, None, None)
+        handler.on_train_begin(args, state, TrainerControl())
+        for callback in callbacks:
+            if isinstance(callback, PacedCheckpoints):
+                callback.last -= 60 * minutes_since_last_save
+        saved = []
+        for step in steps:
+            state.global_step, control = step, TrainerControl()
+            if handler.on_step_end(args, state, control).should_save:
+                saved.append(step)
+                handler.on_save(args, state, control)
+        return saved
+
+    callbacks = trainer_callbacks(StudioConfig(), rec)
+    assert any(isinstance(c, PacedCheckpoints) for c in callbacks)
+    assert saves(callbacks, range(1, 11)) == [10]  # a quick run: only the last step's
+    # A minute after the last save the next due one is written, and the minute starts again.
+    assert saves(callbacks, range(1, 11), minutes_since_last_save=1) == [2, 10]
+    stop.set()  # a Stop saves at once, however recent the last checkpoint
+    assert saves(callbacks, [3]) == [3]
+    stop.clear()
+    for asked in (["save_every=2"], ["eval_every=2"]):
+        callbacks = trainer_callbacks(apply_overrides(StudioConfig(), asked), rec)
+        assert saves(callbacks, range(1, 11)) == [2, 4, 6, 8, 10]  # as the user asked
+    early = trainer_callbacks(apply_overrides(StudioConfig(), ["early_stopping_patience=2"]), rec)
+    assert not any(isinstance(c, PacedCheckpoints) for c in early)  # it needs every evaluation's
