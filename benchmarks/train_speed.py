@@ -169,9 +169,16 @@ def measure_trl(model_dir: Path, files: dict, out: Path) -> dict:
 
 def studio_train(items: list[str], out: Path) -> tuple[float, float, dict, list[dict]]:
     """(wall seconds, peak RSS, status.json, metrics events) of one `studio train` child process."""
+    began = time.time()  # the clock status.json's timestamps use
     wall, rss, _ = run_child([sys.executable, "-m", "studio", "--home", str(out), "train", *items])
+    ended = time.time()
     run_dir = next((out / "runs").iterdir())
     status = json.loads((run_dir / "status.json").read_text())
+    # Where the time outside training went: imports and checks until the run folder exists, then
+    # loading the model and data until the first step, then saving and the process's exit.
+    status["start_phases"] = {"to_run_folder": round(status["created_at"] - began, 2),
+                              "to_first_step": round(status["training_started_at"] - status["created_at"], 2),
+                              "after_training": round(ended - status["training_ended_at"], 2)}
     events = [json.loads(line) for line in (run_dir / "metrics.jsonl").read_text().splitlines() if line.strip()]
     return wall, rss, status, events
 
@@ -182,7 +189,8 @@ def measure_studio(model_dir: Path, files: dict, out: Path, extra: list[str]) ->
     wall, rss, status, events = studio_train(items, out)
     steps = [e for e in events if e.get("loss") is not None]
     return {"train_s": status["training_ended_at"] - status["training_started_at"], "wall_s": wall, "rss": rss,
-            "losses": [e["loss"] for e in steps], "tokens": steps[-1].get("tokens") if steps else None}
+            "losses": [e["loss"] for e in steps], "tokens": steps[-1].get("tokens") if steps else None,
+            "start_phases": status["start_phases"]}
 
 
 def measure_llamafactory(cli: str, model_dir: Path, files: dict, out: Path) -> dict:
@@ -300,6 +308,8 @@ def benchmark(size: str, rows: int, rounds: int, lf_cli: str | None, tmp: Path, 
                          # per round, in run order: a start is mostly imports, so a busier host
                          # shows here first (up to 1.5x slower starts on a shared VM, measured)
                          "wall_minus_train_per_round": [round(r["wall_s"] - r["train_s"], 2) for r in runs]}
+        if "start_phases" in runs[0]:
+            summary[name]["start_phases_per_round"] = [r["start_phases"] for r in runs]
     studio = summary["studio"]
     for other in summary:
         if other != "studio":
