@@ -129,7 +129,8 @@ def build_sft_config(cfg: StudioConfig, run: Run, plan: dict, n_train: int, n_ev
 
 
 def trainer_callbacks(cfg: StudioConfig, recorder: RunRecorder) -> list:
-    """The callbacks of every trainer: the run recorder first, then early stopping when it is on."""
+    """The callbacks of every trainer: the run recorder first, the pacing of automatic checkpoints
+    when the studio chose the cadence, saving on Stop, then early stopping when it is on."""
     t = cfg.train
     paced = not (t.save_every or t.eval_every or t.early_stopping_patience)  # the studio chose the cadence
     # SaveOnStop after the pacing: a Stop always saves.
