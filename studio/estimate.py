@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 import warnings
 
-from studio.config import StudioConfig, total_steps
+from studio.config import StudioConfig, total_steps, validate
 from studio.i18n import Msg
 from studio.paths import resolve_model_path
 from studio.startup import wait_for_warm_up
@@ -190,6 +190,10 @@ def estimate(cfg: StudioConfig, device: str | None = None, rows: int | None = No
     figure "memory" is (default: this machine's); `rows` (training rows) or `report` (a data
     check report) spare a second data check. Never raises for a model it cannot read: the
     summary then says so ("ok": False)."""
+    # A setting out of range (LoRA rank 0) would fail below as if the model could not be read:
+    # say which setting instead (the form flags the same sentence at Start).
+    if problems := validate(cfg):
+        return {"ok": False, "summary": Msg("estimate.bad_setting", problem=next(iter(problems.values())))}
     try:
         counts = count_parameters(cfg)
     except Exception:

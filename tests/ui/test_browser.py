@@ -201,6 +201,10 @@ def test_all_bad_fields_flagged_section_opened_and_the_error_stays(idle, page):
     page.fill(field_input("train.learning_rate"), "-0.001")
     page.click("#group-method .label-wrap")
     page.fill(field_input("method.lora_r"), "0")
+    # Close the section only once the server has the new rank (the estimate then names it): in one
+    # CI run, a Start clicked right after typing and closing still sent the old rank.
+    page.wait_for_function("() => (document.querySelector('#train-estimate')?.innerText ?? '').includes('LoRA rank')",
+                           timeout=60000)
     page.click("#group-method .label-wrap")  # closed again: the bad value is out of sight
     page.wait_for_selector("#field-method-lora_r", state="hidden")
     page.click("#start-btn")

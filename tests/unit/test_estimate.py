@@ -60,6 +60,13 @@ def test_unreadable_model_says_so():
     assert info["summary"] == Msg("estimate.no_config", model="nobody/not-a-cached-model-xyz")
 
 
+def test_a_setting_out_of_range_is_named_not_blamed_on_the_model():
+    info = est.estimate(config(method__lora_r=0), rows=10)  # PEFT refuses r=0; the model is fine
+    assert not info["ok"]
+    assert info["summary"].render("en") == "No estimate: LoRA rank must be at least 1; got 0."
+    assert info["summary"].render("zh").startswith("无法估算：LoRA 秩至少为 1")
+
+
 @pytest.mark.parametrize("rows,batch,accum,epochs,max_steps", [
     (240, 8, 1, 3.0, 0), (241, 8, 2, 1.5, 0), (5, 8, 1, 2.0, 0), (1000, 4, 1, 3.0, 17)])
 def test_steps_match_training(rows, batch, accum, epochs, max_steps):
