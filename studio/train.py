@@ -135,11 +135,11 @@ def trainer_callbacks(cfg: StudioConfig, recorder: RunRecorder) -> list:
     paced = not (t.save_every or t.eval_every or t.early_stopping_patience)  # the studio chose the cadence
     # SaveOnStop after the pacing: a Stop always saves.
     callbacks = [recorder, *([PacedCheckpoints()] if paced else []), SaveOnStop(recorder.stop_event)]
-    if cfg.train.early_stopping_patience > 0:
+    if t.early_stopping_patience > 0:
         from transformers import EarlyStoppingCallback
 
-        callbacks.append(EarlyStoppingCallback(early_stopping_patience=cfg.train.early_stopping_patience,
-                                               early_stopping_threshold=cfg.train.early_stopping_threshold))
+        callbacks.append(EarlyStoppingCallback(early_stopping_patience=t.early_stopping_patience,
+                                               early_stopping_threshold=t.early_stopping_threshold))
     return callbacks
 
 
